@@ -1,0 +1,2 @@
+"""portflow: market data to portfolio weights."""
+__version__ = "0.1.0"

@@ -1,0 +1,75 @@
+"""The clock: `--as-of` dates, last closed bars and session calendars (SPEC §5).
+
+The clock is a UTC date. A daily bar is stamped 00:00 UTC of its day (equities: of their
+session date). At clock ``as_of`` the bar of ``as_of`` itself is still forming, so the last
+closed bar is the previous day for ``24/7`` markets and the previous session for an exchange
+calendar such as ``XNYS``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import exchange_calendars as xcals
+import pandas as pd
+
+from portflow.errors import UsageError
+
+ALWAYS_OPEN = "24/7"
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_as_of(value: str | None) -> pd.Timestamp:
+    """`YYYY-MM-DD` → UTC midnight; None → today (UTC)."""
+    if value is None or value == "":
+        return pd.Timestamp.now(tz="UTC").normalize()
+    if not _DATE_RE.match(value):
+        raise UsageError(f"--as-of '{value}' is not a date; use YYYY-MM-DD, e.g. 2026-06-30")
+    try:
+        return pd.Timestamp(value, tz="UTC")
+    except ValueError as exc:
+        raise UsageError(f"--as-of '{value}' is not a valid date ({exc}); use YYYY-MM-DD") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _exchange(calendar: str) -> xcals.ExchangeCalendar:
+    try:
+        return xcals.get_calendar(calendar, start="2000-01-01")
+    except xcals.errors.InvalidCalendarName:
+        raise UsageError(
+            f"unknown calendar '{calendar}'; use '24/7' or an exchange-calendars code like XNYS"
+        ) from None
+
+
+def sessions(calendar: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
+    """Bar timestamps (UTC midnight) of `calendar` from `start` to `end` inclusive."""
+    start = pd.Timestamp(start).tz_convert("UTC").normalize()
+    end = pd.Timestamp(end).tz_convert("UTC").normalize()
+    if end < start:
+        return pd.DatetimeIndex([], tz="UTC")
+    if calendar == ALWAYS_OPEN:
+        return pd.date_range(start, end, freq="D", tz="UTC")
+    cal = _exchange(calendar)
+    s = cal.sessions_in_range(start.tz_localize(None), end.tz_localize(None))
+    return pd.DatetimeIndex(s).tz_localize("UTC")
+
+
+def last_closed_bar(calendar: str, as_of: pd.Timestamp) -> pd.Timestamp:
+    """The newest bar that is complete at clock `as_of` (strictly before its date)."""
+    day = pd.Timestamp(as_of).tz_convert("UTC").normalize()
+    if calendar == ALWAYS_OPEN:
+        return day - pd.Timedelta(days=1)
+    window = sessions(calendar, day - pd.Timedelta(days=15), day - pd.Timedelta(days=1))
+    if not len(window):
+        raise UsageError(f"no {calendar} session in the 15 days before {day:%Y-%m-%d}")
+    return window[-1]
+
+
+def start_for_bars(calendar: str, end: pd.Timestamp, n_bars: int) -> pd.Timestamp:
+    """The timestamp of the bar `n_bars - 1` bars before `end` on `calendar`."""
+    if calendar == ALWAYS_OPEN:
+        return end - pd.Timedelta(days=n_bars - 1)
+    span = pd.Timedelta(days=int(n_bars * 1.6) + 30)
+    s = sessions(calendar, end - span, end)
+    return s[max(len(s) - n_bars, 0)]

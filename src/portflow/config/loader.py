@@ -1,0 +1,442 @@
+"""Load and resolve configuration: manifest, profiles, scanners (SPEC §3).
+
+1. Pick the config dir: `--config-dir` / `PORTFLOW_CONFIG_DIR`, else `./configs` when present,
+   else the configs packaged with portflow (so a fresh install runs anywhere).
+2. Read YAML with `yaml.safe_load` only (configs are data, never code). A malformed file is a
+   `ConfigError` naming the file and line.
+3. Scanners: resolve each `extends` chain (cycles rejected with the chain spelled out), merge
+   parent → child (child scalars win; filters concatenate; `remove_filters: [field, ...]`
+   drops every inherited filter on those fields), then validate; an unknown field fails with
+   the list of known ones.
+4. Profiles: a sleeve profile is deep-merged over `defaults` (mappings merge, scalars and lists
+   replace); a meta profile lists sleeves. Metas are checked for unknown references, cycles
+   (spelled out) and nesting depth (at most 3 meta levels).
+5. Every profile and scanner is validated at load time, so a typo anywhere fails fast with
+   `file: key.path: message` and a close-match suggestion.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from portflow.config import models as m
+from portflow.errors import ConfigError, suggest
+from portflow.providers.base import SCAN_FIELDS
+
+MAX_META_DEPTH = 3
+KNOWN_SCAN_FIELDS = (*SCAN_FIELDS, "sector", "symbol")
+_FILTER_OPS = (">", ">=", "<", "<=", "==", "!=", "in", "not_in", "between")
+
+
+def packaged_config_dir() -> Path:
+    return Path(str(resources.files("portflow") / "configs"))
+
+
+def resolve_config_dir(explicit: str | os.PathLike[str] | None) -> Path:
+    """Step 1: the config dir in force (explicit, ./configs, or the packaged one)."""
+    if explicit:
+        path = Path(explicit)
+        if not (path / "manifest.yaml").is_file():
+            raise ConfigError(
+                f"config dir '{path}' has no manifest.yaml; run 'portflow init' to create one"
+                " or point --config-dir / PORTFLOW_CONFIG_DIR at a folder with manifest.yaml"
+            )
+        return path
+    local = Path("configs")
+    if (local / "manifest.yaml").is_file():
+        return local
+    return packaged_config_dir()
+
+
+def read_yaml(path: Path) -> Any:
+    """Step 2: safe-load one YAML file, with the line of a syntax error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror}); check the path") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML ({problem}); fix the syntax there") from exc
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge recursively; scalars and lists in `over` replace those in `base`."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _all_field_names() -> set[str]:
+    names: set[str] = set()
+    todo: list[type[BaseModel]] = [m.SleeveProfile, m.MetaProfile, m.Scanner]
+    seen: set[type[BaseModel]] = set()
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            names.add(info.alias or name)
+            ann = info.annotation
+            for sub in getattr(ann, "__args__", ()) or (ann,):
+                if isinstance(sub, type) and issubclass(sub, BaseModel):
+                    todo.append(sub)
+    return names
+
+
+def _validation_message(source: str, prefix: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    parts = [*(prefix.split(".") if prefix else []), *(str(p) for p in err["loc"])]
+    loc = ".".join(parts)
+    if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        return f"{source}: {loc}: unknown key{suggest(key, _all_field_names())}"
+    return f"{source}: {loc}: {err['msg']}"
+
+
+def _parse_filter(node: Any, where: str) -> dict[str, Any]:
+    """Check one filter node (leaf or all/any/not) and return it normalised."""
+    if not isinstance(node, dict):
+        raise ConfigError(f"{where}: a filter is a mapping {{field, op, value}} or all/any/not")
+    keys = set(node)
+    if keys & {"all", "any"} and len(keys) == 1:
+        (key,) = keys
+        items = node[key]
+        if not isinstance(items, list):
+            raise ConfigError(f"{where}.{key}: expected a list of filters")
+        return {key: [_parse_filter(x, f"{where}.{key}[{i}]") for i, x in enumerate(items)]}
+    if keys == {"not"}:
+        return {"not": _parse_filter(node["not"], f"{where}.not")}
+    unknown = keys - {"field", "op", "value"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(
+            f"{where}: unknown filter key '{key}'{suggest(key, ['field', 'op', 'value'])}"
+        )
+    if {"field", "op"} - keys:
+        raise ConfigError(f"{where}: a filter needs 'field', 'op' and 'value'")
+    field = node["field"]
+    if field not in KNOWN_SCAN_FIELDS:
+        raise ConfigError(
+            f"{where}: unknown scanner field '{field}'{suggest(str(field), KNOWN_SCAN_FIELDS)}"
+            f" (known fields: {', '.join(KNOWN_SCAN_FIELDS)})"
+        )
+    if node["op"] not in _FILTER_OPS:
+        raise ConfigError(
+            f"{where}: unknown op '{node['op']}' (known ops: {' '.join(_FILTER_OPS)})"
+        )
+    value = node.get("value")
+    numeric = [value] if node["op"] in (">", ">=", "<", "<=") else []
+    if node["op"] == "between":
+        if not (isinstance(value, list) and len(value) == 2):
+            raise ConfigError(f"{where}: op 'between' needs a [low, high] list value")
+        numeric = value
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in numeric):
+        raise ConfigError(
+            f"{where}: op '{node['op']}' on '{field}' needs a number, got {value!r}"
+            " (write exponents with a sign, e.g. 1.0e+6, or plain digits)"
+        )
+    return dict(node)
+
+
+def _filter_fields(node: dict[str, Any]) -> set[str]:
+    if "field" in node:
+        return {node["field"]}
+    if "not" in node:
+        return _filter_fields(node["not"])
+    key = "all" if "all" in node else "any"
+    return set().union(*(_filter_fields(x) for x in node[key])) if node[key] else set()
+
+
+def _drop_fields(node: dict[str, Any], fields: set[str]) -> dict[str, Any] | None:
+    """Remove every leaf on `fields`; combinators left empty disappear."""
+    if "field" in node:
+        return None if node["field"] in fields else node
+    if "not" in node:
+        inner = _drop_fields(node["not"], fields)
+        return None if inner is None else {"not": inner}
+    key = "all" if "all" in node else "any"
+    kept = [y for y in (_drop_fields(x, fields) for x in node[key]) if y is not None]
+    return {key: kept} if kept else None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, validated. Build it with :func:`load_config`."""
+
+    config_dir: Path
+    profiles: dict[str, m.Profile]
+    scanners: dict[str, m.Scanner]
+
+    def profile(self, name: str) -> m.Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise ConfigError(
+                f"profile '{name}' not found in {self.config_dir / 'manifest.yaml'}"
+                f"{suggest(name, self.profiles)} (see 'portflow profiles list')"
+            ) from None
+
+    def sleeve(self, name: str) -> m.SleeveProfile:
+        prof = self.profile(name)
+        if not isinstance(prof, m.SleeveProfile):
+            raise ConfigError(
+                f"profile '{name}' is a meta profile; this command takes a sleeve profile"
+                f" (one of: {', '.join(self.sleeve_names())}) or use flow-meta-production"
+            )
+        return prof
+
+    def meta(self, name: str) -> m.MetaProfile:
+        prof = self.profile(name)
+        if not isinstance(prof, m.MetaProfile):
+            raise ConfigError(
+                f"profile '{name}' is a sleeve profile; flow-meta-production takes a meta profile"
+                f" (one of: {', '.join(n for n, p in self.profiles.items() if p.kind == 'meta')})"
+            )
+        return prof
+
+    def sleeve_names(self) -> list[str]:
+        return [n for n, p in self.profiles.items() if isinstance(p, m.SleeveProfile)]
+
+    def expand(self, name: str) -> list[str]:
+        """The sleeve profiles under `name` (itself for a sleeve), in order, without repeats."""
+        prof = self.profile(name)
+        if isinstance(prof, m.SleeveProfile):
+            return [name]
+        out: list[str] = []
+        for ref in prof.sleeves:
+            for sub in self.expand(ref.target):
+                if sub not in out:
+                    out.append(sub)
+        return out
+
+    def metas_containing(self, sleeve: str) -> list[str]:
+        return [
+            n for n, p in self.profiles.items() if p.kind == "meta" and sleeve in self.expand(n)
+        ]
+
+    def resolved(self, name: str) -> dict[str, Any]:
+        """JSON-ready resolved configuration of a profile, with its scanners inlined."""
+        prof = self.profile(name)
+        out: dict[str, Any] = prof.model_dump(mode="json", by_alias=True)
+        if isinstance(prof, m.SleeveProfile):
+            out["scanner_configs"] = {
+                s: self.scanners[s].model_dump(mode="json", by_alias=True) for s in prof.scanners
+            }
+        else:
+            out["sleeve_configs"] = {r.id: self.resolved(r.target) for r in prof.sleeves}
+        return out
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    blob = json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _load_scanners(config_dir: Path) -> dict[str, m.Scanner]:
+    folder = config_dir / "scanners"
+    raw: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        data = read_yaml(path)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a scanner file holds a mapping of keys")
+        raw[path.stem] = (path, data)
+
+    resolved: dict[str, dict[str, Any]] = {}
+
+    def resolve(name: str, chain: list[str]) -> dict[str, Any]:
+        if name in resolved:
+            return resolved[name]
+        if name in chain:
+            cycle = " -> ".join([*chain[chain.index(name) :], name])
+            raise ConfigError(f"scanner 'extends' cycle: {cycle}; break the chain")
+        if name not in raw:
+            where = f"{raw[chain[-1]][0]}: extends" if chain else "scanner"
+            raise ConfigError(f"{where}: scanner '{name}' not found{suggest(name, raw)}")
+        path, data = raw[name]
+        data = dict(data)
+        src = str(path)
+        filters = data.pop("filters", []) or []
+        if isinstance(filters, dict):
+            filters = [filters]
+        if not isinstance(filters, list):
+            raise ConfigError(f"{src}: filters: expected a list of filters")
+        own = [_parse_filter(f, f"{src}: filters[{i}]") for i, f in enumerate(filters)]
+        remove = data.pop("remove_filters", []) or []
+        if not isinstance(remove, list) or not all(isinstance(x, str) for x in remove):
+            raise ConfigError(f"{src}: remove_filters: expected a list of field names")
+        parent_name = data.pop("extends", None)
+        base: dict[str, Any] = {"filters": []}
+        if parent_name is not None:
+            parent = resolve(str(parent_name), [*chain, name])
+            base = {k: v for k, v in parent.items() if k not in ("name", "description")}
+            inherited = set().union(*(_filter_fields(f) for f in base["filters"]))
+            missing = sorted(set(remove) - inherited)
+            if missing:
+                raise ConfigError(
+                    f"{src}: remove_filters: no inherited filter on {missing}"
+                    f" (inherited fields: {sorted(inherited)})"
+                )
+            kept = [_drop_fields(f, set(remove)) for f in base["filters"]]
+            base["filters"] = [f for f in kept if f is not None]
+        elif remove:
+            raise ConfigError(f"{src}: remove_filters needs 'extends' (nothing is inherited)")
+        merged = deep_merge(base, data)
+        merged["filters"] = base["filters"] + own
+        merged["name"] = name
+        resolved[name] = merged
+        return merged
+
+    out: dict[str, m.Scanner] = {}
+    for name in raw:
+        data = resolve(name, [])
+        try:
+            out[name] = m.Scanner.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_validation_message(str(raw[name][0]), "", exc)) from None
+        if out[name].sort is not None and out[name].sort.field not in KNOWN_SCAN_FIELDS:
+            fld = out[name].sort.field
+            raise ConfigError(
+                f"{raw[name][0]}: sort.field: unknown scanner field '{fld}'"
+                f"{suggest(fld, KNOWN_SCAN_FIELDS)}"
+            )
+    return out
+
+
+def load_config(config_dir: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate the whole configuration (steps 1-5 of the module docstring)."""
+    folder = resolve_config_dir(config_dir)
+    manifest_path = folder / "manifest.yaml"
+    src = str(manifest_path)
+    manifest = read_yaml(manifest_path)
+    if not isinstance(manifest, dict):
+        raise ConfigError(f"{src}: expected a mapping with 'defaults' and 'profiles'")
+    extra = set(manifest) - {"defaults", "profiles"}
+    if extra:
+        key = sorted(extra)[0]
+        raise ConfigError(f"{src}: {key}: unknown key{suggest(key, ['defaults', 'profiles'])}")
+    defaults = manifest.get("defaults") or {}
+    raw_profiles = manifest.get("profiles") or {}
+    if not isinstance(defaults, dict) or not isinstance(raw_profiles, dict):
+        raise ConfigError(f"{src}: 'defaults' and 'profiles' must be mappings")
+    scanners = _load_scanners(folder)
+
+    profiles: dict[str, m.Profile] = {}
+    for name, body in raw_profiles.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{src}: profiles.{name}: expected a mapping")
+        try:
+            if "sleeves" in body:
+                profiles[name] = m.MetaProfile.model_validate({**body, "name": name})
+            else:
+                merged = deep_merge(defaults, body)
+                profiles[name] = m.SleeveProfile.model_validate({**merged, "name": name})
+        except ValidationError as exc:
+            loc = exc.errors()[0]["loc"]
+            in_profile = _has_path(body, loc)
+            prefix = f"profiles.{name}" if in_profile or "sleeves" in body else "defaults"
+            raise ConfigError(_validation_message(src, prefix, exc)) from None
+
+    for name, prof in profiles.items():
+        if isinstance(prof, m.SleeveProfile):
+            for s in prof.scanners:
+                if s not in scanners:
+                    raise ConfigError(
+                        f"{src}: profiles.{name}.scanners: scanner '{s}' not found in"
+                        f" {folder / 'scanners'}{suggest(s, scanners)}"
+                    )
+        else:
+            for i, ref in enumerate(prof.sleeves):
+                target = ref.target
+                if target not in profiles and target not in raw_profiles:
+                    raise ConfigError(
+                        f"{src}: profiles.{name}.sleeves[{i}]: profile '{target}' not found"
+                        f"{suggest(target, raw_profiles)}"
+                    )
+    for name, prof in profiles.items():
+        if isinstance(prof, m.MetaProfile):
+            _check_meta(name, profiles, src, [name])
+    return Config(config_dir=folder, profiles=profiles, scanners=scanners)
+
+
+def _has_path(body: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = body
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def _check_meta(name: str, profiles: dict[str, m.Profile], src: str, chain: list[str]) -> None:
+    prof = profiles[name]
+    if len(chain) > MAX_META_DEPTH:
+        raise ConfigError(
+            f"{src}: profiles.{chain[0]}: meta nesting {' -> '.join(chain)} is deeper than"
+            f" {MAX_META_DEPTH} levels; flatten it"
+        )
+    assert isinstance(prof, m.MetaProfile)
+    for i, ref in enumerate(prof.sleeves):
+        target = ref.target
+        sub = profiles[target]
+        if ref.profile is not None and not isinstance(sub, m.SleeveProfile):
+            raise ConfigError(
+                f"{src}: profiles.{name}.sleeves[{i}]: '{target}' is a meta profile;"
+                " write 'meta: " + target + "'"
+            )
+        if ref.meta is not None:
+            if not isinstance(sub, m.MetaProfile):
+                raise ConfigError(
+                    f"{src}: profiles.{name}.sleeves[{i}]: '{target}' is a sleeve profile;"
+                    " write 'profile: " + target + "'"
+                )
+            if target in chain:
+                cycle = " -> ".join([*chain[chain.index(target) :], target])
+                raise ConfigError(f"{src}: meta profile cycle: {cycle}; break the cycle")
+            _check_meta(target, profiles, src, [*chain, target])
+
+
+def calendar_defaults(calendar: str) -> dict[str, float]:
+    """Values that default by calendar (SPEC §3, §6): 24/7 crypto vs exchange sessions."""
+    if calendar == "24/7":
+        return {
+            "history_bars": 1500,
+            "lookback_bars": 365,
+            "periods_per_year": 365,
+            "train_bars": 180,
+            "test_bars": 14,
+            "step_bars": 14,
+            "commission_bps": 4,
+            "slippage_bps": 10,
+        }
+    return {
+        "history_bars": 1000,
+        "lookback_bars": 252,
+        "periods_per_year": 252,
+        "train_bars": 252,
+        "test_bars": 21,
+        "step_bars": 21,
+        "commission_bps": 1,
+        "slippage_bps": 5,
+    }

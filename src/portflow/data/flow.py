@@ -1,0 +1,260 @@
+"""Phase 1 runner: scan-run → data-ingest → meta-ingest → feature-ingest → feature-backfill.
+
+Each step is a function of the context, the data run it records into and the sleeve profiles
+it covers. `flow-data --profile P` runs them all in one data run for every sleeve under P
+(a meta profile expands to its sleeves). A standalone step creates its own data run; steps
+after scan-run read the candidates of the newest data run that scanned P (`--data-run`
+overrides) and record it as `candidates_run`.
+
+While a step writes the lakehouse it holds the lakehouse writer lock (one Phase-1 writer at a
+time); the lock dies with the process, so a killed run never blocks the next one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from portflow.config import config_hash
+from portflow.config.models import SleeveProfile
+from portflow.context import Context
+from portflow.data import features as feature_steps
+from portflow.data import scan
+from portflow.data.ingest import Ingestor, Target, run_ingest
+from portflow.data.metadata import ingest_metadata
+from portflow.errors import DataError, NotAvailableError, RunError
+from portflow.executors import default_jobs
+from portflow.lakehouse import atomic
+from portflow.runs import NOT_AVAILABLE, Run, newest_data_run
+from portflow.ui import Tracker, console, log
+
+STEPS = ("scan-run", "data-ingest", "meta-ingest", "feature-ingest", "feature-backfill")
+
+
+@dataclass
+class IngestOptions:
+    jobs: int | None = None
+    freshness_hours: float | None = None
+    strict: bool = False
+    recheck_toxic: bool = False
+
+
+def sleeves_of(ctx: Context, profile: str) -> list[SleeveProfile]:
+    return [ctx.config.sleeve(name) for name in ctx.config.expand(profile)]
+
+
+def new_data_run(ctx: Context, profile: str, run_id: str | None, extra: dict[str, Any]) -> Run:
+    resolved = ctx.config.resolved(profile)
+    return Run.create(
+        ctx.data_dir, "data", profile, ctx.as_of, resolved, config_hash(resolved),
+        run_id=run_id, extra=extra,
+    )
+
+
+def load_candidates(ctx: Context, candidates_run: str) -> list[dict[str, Any]]:
+    path = ctx.data_dir / "export" / candidates_run / "candidates.json"
+    if not path.is_file():
+        raise RunError(
+            f"data run '{candidates_run}' has no export/{candidates_run}/candidates.json;"
+            " run scan-run or flow-data first"
+        )
+    data = json.loads(path.read_text())
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of candidate records")
+    return data
+
+
+def sleeve_candidates(
+    candidates: list[dict[str, Any]], sleeve: SleeveProfile
+) -> list[dict[str, Any]]:
+    """The candidates found by this sleeve's scanners."""
+    mine = set(sleeve.scanners)
+    return [c for c in candidates if mine & set(c.get("scanners", []))]
+
+
+# -- steps ----------------------------------------------------------------------------------
+
+
+def step_scan(ctx: Context, run: Run, sleeves: list[SleeveProfile]) -> None:
+    with run.step("scan-run") as counts:
+        per: dict[str, list[dict[str, Any]]] = {}
+        failed: dict[str, str] = {}
+        for sleeve in sleeves:
+            scanners = [ctx.config.scanners[s] for s in sleeve.scanners if s not in per]
+            if not scanners:
+                continue
+            res = scan.scan_all(scanners, ctx.provider(sleeve), ctx.as_of,
+                                sleeve.scan.allow_partial)
+            per.update(res.per_scanner)
+            failed.update(res.failed)
+        export = ctx.data_dir / "export" / run.run_id
+        for name, recs in per.items():
+            atomic.write_json(recs, export / f"{name}.json")
+            log(f"scan-run: scanner {name}: {len(recs)} candidates")
+        candidates = scan.union(per)
+        atomic.write_json(candidates, export / "candidates.json")
+        counts.update(
+            scanners=len(per), scanners_failed=len(failed), candidates=len(candidates),
+            **({"failed": failed} if failed else {}),
+        )
+        run.record["candidates_run"] = run.run_id
+        run.record["candidates"] = run.relative(export / "candidates.json")
+        log(f"scan-run: {len(candidates)} candidates in {run.relative(export / 'candidates.json')}")
+
+
+def _targets(
+    ctx: Context, sleeves: list[SleeveProfile], candidates: list[dict[str, Any]]
+) -> dict[str, tuple[SleeveProfile, dict[str, Target]]]:
+    """Targets grouped by provider name, one Target per symbol."""
+    groups: dict[str, tuple[SleeveProfile, dict[str, Target]]] = {}
+    for sleeve in sleeves:
+        provider = ctx.provider(sleeve)
+        universe_of = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
+        _, targets = groups.setdefault(provider.name, (sleeve, {}))
+        for c in sleeve_candidates(candidates, sleeve):
+            universe = next(universe_of[s] for s in c["scanners"] if s in universe_of)
+            targets.setdefault(c["symbol"], Target(c["symbol"], universe,
+                                                   provider.calendar(universe)))
+    return groups
+
+
+def step_ingest(
+    ctx: Context, run: Run, sleeves: list[SleeveProfile], candidates: list[dict[str, Any]],
+    opts: IngestOptions,
+) -> None:
+    with run.step("data-ingest") as counts:
+        total: dict[str, int] = defaultdict(int)
+        per_symbol: dict[str, Any] = {}
+        for sleeve, targets in _targets(ctx, sleeves, candidates).values():
+            provider = ctx.provider(sleeve)
+            history: dict[str, int] = {}
+            for s in sleeves:
+                if ctx.provider(s).name == provider.name:
+                    cal = ctx.calendar_of(s)
+                    history[cal] = max(history.get(cal, 0), int(ctx.sleeve_settings(s)["history_bars"]))
+            fresh_h = opts.freshness_hours if opts.freshness_hours is not None else sleeve.freshness_hours
+            ingestor = Ingestor(ctx.lake, provider, ctx.as_of, history, fresh_h,
+                                timeframe=sleeve.timeframe, recheck_toxic=opts.recheck_toxic)
+            jobs = opts.jobs or sleeve.ingest.jobs or default_jobs()
+            todo = sorted(targets.values(), key=lambda t: t.symbol)
+            with Tracker(f"data-ingest {provider.name}", len(todo)) as tracker:
+                report = run_ingest(ingestor, todo, jobs, on_done=lambda _o: tracker.advance())
+            for k, v in report.counts().items():
+                total[k] += v
+            per_symbol.update(report.per_symbol())
+            _summary(report.per_symbol(), provider.name)
+        counts.update(total)
+        run.record["steps"]["data-ingest"]["symbols"] = per_symbol
+        failed = total["symbols_failed"]
+        strict = opts.strict or any(s.ingest.strict for s in sleeves)
+        if total["symbols_total"] and failed == total["symbols_total"]:
+            raise DataError(f"data-ingest: every one of {failed} symbols failed; see run.json")
+        if strict and failed:
+            raise DataError(f"data-ingest --strict: {failed} symbol(s) failed; see run.json")
+
+
+def _summary(per_symbol: dict[str, dict[str, Any]], provider: str) -> None:
+    from rich.table import Table
+
+    by_action: dict[str, list[str]] = defaultdict(list)
+    for sym, rec in per_symbol.items():
+        by_action[rec["action"]].append(sym)
+    table = Table(title=f"data-ingest summary ({provider})", show_lines=False)
+    table.add_column("action")
+    table.add_column("symbols", justify="right")
+    table.add_column("bars", justify="right")
+    table.add_column("examples")
+    for action in ("fetched", "fresh", "skipped", "toxic", "failed"):
+        syms = by_action.get(action, [])
+        if not syms:
+            continue
+        bars = sum(per_symbol[s]["bars"] for s in syms)
+        ex = "; ".join(f"{s}: {per_symbol[s]['reason']}" for s in syms[:2])
+        table.add_row(action, str(len(syms)), str(bars), ex)
+    console.print(table)
+
+
+def step_meta(
+    ctx: Context, run: Run, sleeves: list[SleeveProfile], candidates: list[dict[str, Any]]
+) -> None:
+    with run.step("meta-ingest") as counts:
+        for sleeve, targets in _targets(ctx, sleeves, candidates).values():
+            by_universe: dict[str, list[str]] = defaultdict(list)
+            for t in targets.values():
+                by_universe[t.universe].append(t.symbol)
+            res = ingest_metadata(ctx.lake, ctx.provider(sleeve), by_universe, ctx.as_of)
+            for k, v in res.items():
+                counts[k] = counts.get(k, 0) + v
+        log(f"meta-ingest: {counts.get('symbols', 0)} symbols, {counts.get('added', 0)} added,"
+            f" {counts.get('changed', 0)} changed; missing lot size: {counts.get('missing_lot_size', 0)}")
+
+
+def step_features(
+    ctx: Context, run: Run, name: str, sleeves: list[SleeveProfile],
+    candidates: list[dict[str, Any]],
+) -> bool:
+    """feature-ingest or feature-backfill; returns False when not built yet (recorded)."""
+    fn = feature_steps.STEPS.get(name)
+    if fn is None:
+        run.not_available(name)
+        log(f"{name}: {NOT_AVAILABLE} (recorded in run.json)")
+        return False
+    with run.step(name) as counts:
+        counts.update(fn(ctx, sleeves, candidates))
+    return True
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def flow_data(ctx: Context, profile: str, run_id: str | None, opts: IngestOptions) -> Run:
+    sleeves = sleeves_of(ctx, profile)
+    run = new_data_run(ctx, profile, run_id, {"sleeves": [s.name for s in sleeves]})
+    log(f"flow-data: run {run.run_id} (as of {ctx.as_of:%Y-%m-%d}) for {', '.join(s.name for s in sleeves)}")
+    with run.lifecycle(), ctx.lake.writer():
+        step_scan(ctx, run, sleeves)
+        candidates = load_candidates(ctx, run.run_id)
+        step_ingest(ctx, run, sleeves, candidates, opts)
+        step_meta(ctx, run, sleeves, candidates)
+        for name in ("feature-ingest", "feature-backfill"):
+            step_features(ctx, run, name, sleeves, candidates)
+    return run
+
+
+def single_step(
+    ctx: Context, step: str, profile: str, run_id: str | None, data_run: str | None,
+    opts: IngestOptions,
+) -> Run:
+    """One Phase-1 step alone, in a new data run of its own."""
+    sleeves = sleeves_of(ctx, profile)
+    if step in ("feature-ingest", "feature-backfill") and step not in feature_steps.STEPS:
+        raise NotAvailableError(f"{step} is not available yet")
+    source = None
+    if step != "scan-run":
+        source = data_run or newest_data_run(
+            ctx.data_dir, [profile, *ctx.config.metas_containing(profile)], "scan-run"
+        )
+        if source is None:
+            raise RunError(
+                f"no data run with a scan for '{profile}'; run 'portflow scan-run --profile"
+                f" {profile}' (or flow-data) first, or pass --data-run"
+            )
+        rec = Run.open(ctx.data_dir, source).record
+        source = rec.get("candidates_run") or source
+    run = new_data_run(ctx, profile, run_id, {"sleeves": [s.name for s in sleeves],
+                                              **({"candidates_run": source} if source else {})})
+    with run.lifecycle(), ctx.lake.writer():
+        if step == "scan-run":
+            step_scan(ctx, run, sleeves)
+            return run
+        assert source is not None
+        candidates = load_candidates(ctx, source)
+        if step == "data-ingest":
+            step_ingest(ctx, run, sleeves, candidates, opts)
+        elif step == "meta-ingest":
+            step_meta(ctx, run, sleeves, candidates)
+        else:
+            step_features(ctx, run, step, sleeves, candidates)
+    return run

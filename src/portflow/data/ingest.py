@@ -1,0 +1,302 @@
+"""data-ingest: fetch only the missing daily bars, guard them, merge them (SPEC §5).
+
+Per symbol (in parallel; one symbol's failure never stops the others):
+
+1. Target = the last closed bar at the clock (previous day for 24/7, previous session for an
+   exchange calendar).
+2. Skip a symbol recorded `toxic` (it stays excluded until `--recheck-toxic`; a guard never
+   flips back on its own).
+3. Fresh — not fetched — when its last stored bar is the target, or when the provider was
+   asked less than `freshness_hours` ago for this same target and had nothing newer
+   (delisted, stale). The check uses recorded bar timestamps and check times, never file
+   modification times.
+4. Otherwise fetch from the bar after the last stored one (or `history_bars` bars back for a
+   new symbol). Bars after the target — the forming bar of the clock's own day — are dropped.
+5. Toxic guard on the fetched bars, with the last stored close as the first reference: a
+   close-to-close move with |ln(1 + r)| >= ln 6, a non-positive price, high < low, a NaN
+   price or a duplicate timestamp → status `toxic` with reason and bar; the fetched data goes
+   to quarantine, unmerged and undeleted.
+6. Merge by timestamp (fetched bars win), write atomically, and audit the stored history:
+   `stale` (no bar for the target), `flat` (last 5 closes identical), `gappy` (missing bars of
+   the symbol's own calendar inside its history), else `healthy`.
+
+The health table has one writer (the calling thread), flushed in batches while workers run,
+so a killed run loses at most the last batch of health rows — the next run re-audits every
+symbol from its stored bars and completes the table.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from portflow import clock
+from portflow.executors import LocalExecutor
+from portflow.lakehouse.store import OHLCV_COLUMNS, PRICE_COLUMNS, Lakehouse, utc_timestamps
+from portflow.providers.base import Provider
+
+TOXIC_LOG_MOVE = math.log(6.0)
+FLAT_BARS = 5
+HEALTH_FLUSH_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One symbol to ingest, with the calendar its bars follow."""
+
+    symbol: str
+    universe: str
+    calendar: str
+
+
+@dataclass
+class Outcome:
+    symbol: str
+    action: str  # fetched | fresh | skipped | toxic | failed
+    reason: str
+    bars_fetched: int = 0
+    health: dict[str, Any] | None = None
+
+
+@dataclass
+class IngestReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        acts = [o.action for o in self.outcomes]
+        return {
+            "symbols_total": len(acts),
+            "symbols_fetched": acts.count("fetched"),
+            "symbols_fresh": acts.count("fresh"),
+            "symbols_skipped": acts.count("skipped"),
+            "bars_fetched": int(sum(o.bars_fetched for o in self.outcomes)),
+            "symbols_failed": acts.count("failed"),
+            "symbols_toxic": acts.count("toxic"),
+        }
+
+    def per_symbol(self) -> dict[str, dict[str, Any]]:
+        return {
+            o.symbol: {"action": o.action, "reason": o.reason, "bars": o.bars_fetched}
+            for o in sorted(self.outcomes, key=lambda o: o.symbol)
+        }
+
+
+def toxic_check(bars: pd.DataFrame, prev_close: float | None) -> tuple[str, pd.Timestamp] | None:
+    """Step 5: the first guard violation in `bars` as (reason, bar timestamp), or None."""
+    if bars.empty:
+        return None
+    ts = bars["timestamp"]
+    dup = ts.duplicated(keep=False).to_numpy()
+    if dup.any():
+        return "duplicate timestamp", ts[dup].iloc[0]
+    prices = bars[PRICE_COLUMNS].to_numpy(dtype=float)
+    bad_nan = np.isnan(prices).any(axis=1)
+    if bad_nan.any():
+        return "NaN price", ts[bad_nan].iloc[0]
+    bad_pos = (prices <= 0).any(axis=1)
+    if bad_pos.any():
+        return "non-positive price", ts[bad_pos].iloc[0]
+    hl = bars["high"].to_numpy(float) < bars["low"].to_numpy(float)
+    if hl.any():
+        return "high < low", ts[hl].iloc[0]
+    close = bars["close"].to_numpy(float)
+    ref = np.concatenate([[prev_close if prev_close else np.nan], close[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        move = np.abs(np.log(close / ref))
+    spike = move >= TOXIC_LOG_MOVE - 1e-12
+    if spike.any():
+        i = int(np.argmax(spike))
+        r = close[i] / ref[i] - 1.0
+        return f"close-to-close move {r:+.1%} (|ln(1+r)| >= ln 6)", ts.iloc[i]
+    return None
+
+
+def audit(bars: pd.DataFrame, calendar: str, target: pd.Timestamp) -> tuple[str, str, Any]:
+    """Step 6: (status, reason, offending bar) of a stored history, judged at `target`."""
+    bars = bars[bars["timestamp"] <= target]
+    if bars.empty:
+        return "stale", f"no bar on or before {target:%Y-%m-%d}", None
+    ts = pd.DatetimeIndex(bars["timestamp"])
+    last = ts[-1]
+    if last < target:
+        return "stale", f"no bar for the last closed bar {target:%Y-%m-%d}; last bar {last:%Y-%m-%d}", last
+    close = bars["close"].to_numpy(float)
+    if len(close) >= FLAT_BARS and np.all(close[-FLAT_BARS:] == close[-1]):
+        run = len(close) - 1
+        while run > 0 and close[run - 1] == close[-1]:
+            run -= 1
+        n = len(close) - run
+        return "flat", f"last {n} closes identical at {close[-1]:g}", ts[run]
+    expected = clock.sessions(calendar, ts[0], last)
+    missing = expected.difference(ts)
+    if len(missing):
+        return (
+            "gappy",
+            f"{len(missing)} missing bar(s) of {len(expected)} on the {calendar} calendar,"
+            f" first {missing[0]:%Y-%m-%d}",
+            missing[0],
+        )
+    return "healthy", "", None
+
+
+def _next_bar(calendar: str, last: pd.Timestamp) -> pd.Timestamp:
+    if calendar == clock.ALWAYS_OPEN:
+        return last + pd.Timedelta(days=1)
+    nxt = clock.sessions(calendar, last + pd.Timedelta(days=1), last + pd.Timedelta(days=15))
+    return nxt[0] if len(nxt) else last + pd.Timedelta(days=1)
+
+
+class Ingestor:
+    """Steps 1-6 for a list of targets against one provider and one lakehouse."""
+
+    def __init__(
+        self,
+        lake: Lakehouse,
+        provider: Provider,
+        as_of: pd.Timestamp,
+        history_bars: dict[str, int],
+        freshness_hours: float,
+        timeframe: str = "1d",
+        recheck_toxic: bool = False,
+        now: Callable[[], pd.Timestamp] | None = None,
+    ) -> None:
+        self.lake = lake
+        self.provider = provider
+        self.as_of = as_of
+        self.history_bars = history_bars
+        self.freshness = pd.Timedelta(hours=freshness_hours)
+        self.timeframe = timeframe
+        self.recheck_toxic = recheck_toxic
+        self.now = now or (lambda: pd.Timestamp.now(tz="UTC"))
+        self._health = lake.health_of(provider.name)
+
+    def _row(self, symbol: str, status: str, reason: str, bar: Any, **extra: Any) -> dict[str, Any]:
+        prev = self._health.get(symbol, {})
+        return {
+            "provider": self.provider.name,
+            "symbol": symbol,
+            "status": status,
+            "reason": reason,
+            "bar_timestamp": bar,
+            "audited_at": self.now(),
+            "last_checked_at": extra.get("last_checked_at", prev.get("last_checked_at")),
+            "last_bar": extra.get("last_bar"),
+            "checked_for": extra.get("checked_for", prev.get("checked_for")),
+        }
+
+    def one(self, t: Target) -> Outcome:
+        target = clock.last_closed_bar(t.calendar, self.as_of)
+        prev = self._health.get(t.symbol, {})
+        if prev.get("status") == "toxic" and not self.recheck_toxic:
+            return Outcome(
+                t.symbol, "skipped",
+                f"toxic since {pd.Timestamp(prev['audited_at']):%Y-%m-%d}: {prev.get('reason')}"
+                " (re-run with --recheck-toxic to fetch it again)",
+            )
+        stored = self.lake.read_ohlcv(self.provider.name, self.timeframe, t.symbol)
+        last = None if stored is None or stored.empty else stored["timestamp"].max()
+        if last is not None and last >= target:
+            status, reason, bar = audit(stored, t.calendar, target)
+            return Outcome(
+                t.symbol, "fresh", f"up to date (last bar {target:%Y-%m-%d})", 0,
+                self._row(t.symbol, status, reason, bar, last_bar=last),
+            )
+        checked, checked_for = prev.get("last_checked_at"), prev.get("checked_for")
+        if (
+            checked is not None and not pd.isna(checked) and checked_for is not None
+            and not pd.isna(checked_for) and self.now() - pd.Timestamp(checked) < self.freshness
+            and pd.Timestamp(checked_for) >= target
+        ):
+            hours = (self.now() - pd.Timestamp(checked)).total_seconds() / 3600
+            reason = f"asked {hours:.1f}h ago for {target:%Y-%m-%d}; provider had nothing newer"
+            health = None
+            if stored is not None:
+                status, why, bar = audit(stored, t.calendar, target)
+                health = self._row(t.symbol, status, why, bar, last_bar=last)
+            return Outcome(t.symbol, "fresh", reason, 0, health)
+
+        if last is None:
+            start = clock.start_for_bars(t.calendar, target, self.history_bars[t.calendar])
+        else:
+            start = _next_bar(t.calendar, last)
+        fetched_at = self.now()
+        raw = self.provider.fetch_ohlcv(t.universe, t.symbol, start, self.as_of)
+        raw = raw.copy()
+        raw["timestamp"] = utc_timestamps(raw["timestamp"]).to_numpy()
+        raw["symbol"] = t.symbol
+        new = raw[(raw["timestamp"] <= target) & (raw["timestamp"] >= start)][OHLCV_COLUMNS]
+        checks = {"last_checked_at": fetched_at, "checked_for": target}
+        prev_close = None
+        if stored is not None and not stored.empty:
+            older = stored[stored["timestamp"] < start]
+            prev_close = float(older["close"].iloc[-1]) if len(older) else None
+        bad = toxic_check(new.reset_index(drop=True), prev_close)
+        if bad is not None:
+            reason, bar = bad
+            stamp = f"{fetched_at:%Y%m%dT%H%M%S%fZ}"
+            qpath = self.lake.quarantine(self.provider.name, self.timeframe, t.symbol, raw, stamp)
+            return Outcome(
+                t.symbol, "toxic", f"{reason} at {pd.Timestamp(bar):%Y-%m-%d}; fetched bars in "
+                f"{self.lake.relative(qpath)}", 0,
+                self._row(t.symbol, "toxic", reason, bar, last_bar=last, **checks),
+            )
+        if new.empty:
+            if stored is None:
+                return Outcome(
+                    t.symbol, "failed", f"provider has no bars up to {target:%Y-%m-%d}", 0,
+                    self._row(t.symbol, "stale", f"provider has no bars up to {target:%Y-%m-%d}",
+                              None, **checks),
+                )
+            status, reason, bar = audit(stored, t.calendar, target)
+            return Outcome(
+                t.symbol, "fetched", "provider had nothing newer", 0,
+                self._row(t.symbol, status, reason, bar, last_bar=last, **checks),
+            )
+        if stored is not None and not stored.empty:
+            keep = stored[~stored["timestamp"].isin(new["timestamp"])]
+            merged = pd.concat([keep[OHLCV_COLUMNS], new], ignore_index=True)
+        else:
+            merged = new
+        self.lake.write_ohlcv(self.provider.name, self.timeframe, t.symbol, merged)
+        merged = merged.sort_values("timestamp")
+        status, reason, bar = audit(merged, t.calendar, target)
+        return Outcome(
+            t.symbol, "fetched", f"{len(new)} new bar(s) from {start:%Y-%m-%d}", len(new),
+            self._row(t.symbol, status, reason, bar, last_bar=merged["timestamp"].iloc[-1],
+                      **checks),
+        )
+
+
+def run_ingest(
+    ingestor: Ingestor,
+    targets: list[Target],
+    jobs: int,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> IngestReport:
+    """Run every target on `jobs` threads; health rows flushed in batches by this thread."""
+    report = IngestReport()
+    pending: list[dict[str, Any]] = []
+    last_flush = time.monotonic()
+    for res in LocalExecutor(jobs=jobs, kind="thread").map(ingestor.one, targets):
+        if res.ok:
+            assert res.value is not None
+            out = res.value
+        else:
+            err = res.error
+            out = Outcome(res.item.symbol, "failed", f"{type(err).__name__}: {err}")
+        report.outcomes.append(out)
+        if out.health is not None:
+            pending.append(out.health)
+        if on_done is not None:
+            on_done(out)
+        if pending and time.monotonic() - last_flush > HEALTH_FLUSH_SECONDS:
+            ingestor.lake.update_health(pending)
+            pending, last_flush = [], time.monotonic()
+    ingestor.lake.update_health(pending)
+    return report

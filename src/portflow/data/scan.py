@@ -1,0 +1,165 @@
+"""scan-run: run a profile's scanners and export their candidates (SPEC §3, §5).
+
+1. Each scanner asks the provider for its universe as of the clock (one row per symbol with
+   the canonical fields) and keeps the rows where every filter holds. Filters are immutable
+   data combined with all/any/not; they only drop rows and never change a value.
+2. Rows are sorted (stable, ties by symbol) and cut to `limit`.
+3. Scanners run independently, in parallel; a failing scanner is reported, and the step fails
+   unless the profile sets `scan.allow_partial`.
+4. Candidates are one record per (symbol, direction): `symbol`, `provider`, `exchange`,
+   `direction`, `scanners` (every scanner that found it) and `fields` (every scanned value).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from portflow.config.models import AllFilter, AnyFilter, FilterNode, LeafFilter, NotFilter, Scanner
+from portflow.errors import ConfigError, ProviderError
+from portflow.executors import LocalExecutor
+from portflow.providers.base import Provider
+
+
+def filter_mask(frame: pd.DataFrame, node: FilterNode) -> np.ndarray:
+    """Boolean mask of rows where `node` holds. A missing (NaN) value never passes a leaf."""
+    if isinstance(node, AllFilter):
+        mask = np.ones(len(frame), dtype=bool)
+        for sub in node.all:
+            mask &= filter_mask(frame, sub)
+        return mask
+    if isinstance(node, AnyFilter):
+        mask = np.zeros(len(frame), dtype=bool)
+        for sub in node.any:
+            mask |= filter_mask(frame, sub)
+        return mask
+    if isinstance(node, NotFilter):
+        return ~filter_mask(frame, node.not_)
+    assert isinstance(node, LeafFilter)
+    if node.field not in frame.columns:
+        raise ProviderError(f"provider gave no field '{node.field}' for this scanner's filters")
+    col = frame[node.field]
+    present = col.notna().to_numpy()
+    op, v = node.op, node.value
+    if op in ("in", "not_in"):
+        hit = col.isin(v).to_numpy()
+        return present & (hit if op == "in" else ~hit)
+    if op == "between":
+        lo, hi = v
+        res = (col >= lo) & (col <= hi)
+    elif op == ">":
+        res = col > v
+    elif op == ">=":
+        res = col >= v
+    elif op == "<":
+        res = col < v
+    elif op == "<=":
+        res = col <= v
+    elif op == "==":
+        res = col == v
+    else:
+        res = col != v
+    return present & res.fillna(False).to_numpy(dtype=bool)
+
+
+def run_scanner(scanner: Scanner, provider: Provider, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Steps 1-2 for one scanner: the kept rows, sorted and cut."""
+    frame = provider.scan(scanner.universe, as_of).reset_index(drop=True)
+    if "symbol" not in frame.columns:
+        raise ProviderError(f"provider '{provider.name}' scan of '{scanner.universe}' has no symbol")
+    mask = np.ones(len(frame), dtype=bool)
+    for node in scanner.filters:
+        mask &= filter_mask(frame, node)
+    kept = frame[mask]
+    if scanner.sort is not None:
+        if scanner.sort.field not in kept.columns:
+            raise ConfigError(f"scanner '{scanner.name}': sort field '{scanner.sort.field}' missing")
+        kept = kept.sort_values(
+            [scanner.sort.field, "symbol"],
+            ascending=[scanner.sort.order == "asc", True],
+            kind="mergesort",
+            na_position="last",
+        )
+    else:
+        kept = kept.sort_values("symbol", kind="mergesort")
+    if scanner.limit is not None:
+        kept = kept.head(scanner.limit)
+    return kept.reset_index(drop=True)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    if v is pd.NA or v is pd.NaT:
+        return None
+    return v
+
+
+def records(scanner: Scanner, rows: pd.DataFrame, provider_name: str) -> list[dict[str, Any]]:
+    out = []
+    for row in rows.to_dict("records"):
+        fields = {k: _jsonable(v) for k, v in row.items() if k != "symbol"}
+        out.append(
+            {
+                "symbol": str(row["symbol"]),
+                "provider": provider_name,
+                "exchange": _jsonable(row.get("exchange")),
+                "direction": scanner.direction,
+                "scanners": [scanner.name],
+                "fields": fields,
+            }
+        )
+    return out
+
+
+def union(per_scanner: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Step 4: one record per (symbol, direction); `scanners` lists every finder."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in sorted(per_scanner):
+        for rec in per_scanner[name]:
+            key = (rec["symbol"], rec["direction"])
+            if key in merged:
+                merged[key]["scanners"].append(name)
+                for k, v in rec["fields"].items():
+                    merged[key]["fields"].setdefault(k, v)
+            else:
+                merged[key] = {**rec, "scanners": [name], "fields": dict(rec["fields"])}
+    return [merged[k] for k in sorted(merged)]
+
+
+@dataclass
+class ScanResult:
+    per_scanner: dict[str, list[dict[str, Any]]]
+    failed: dict[str, str]
+    candidates: list[dict[str, Any]]
+
+
+def scan_all(
+    scanners: list[Scanner], provider: Provider, as_of: pd.Timestamp, allow_partial: bool
+) -> ScanResult:
+    """Step 3: every scanner in parallel; failures reported, fatal unless allow_partial."""
+    per: dict[str, list[dict[str, Any]]] = {}
+    failed: dict[str, str] = {}
+    pool = LocalExecutor(jobs=min(8, max(1, len(scanners))))
+    for out in pool.map(lambda s: (s.name, run_scanner(s, provider, as_of)), scanners):
+        if out.ok:
+            assert out.value is not None
+            name, rows = out.value
+            per[name] = records(out.item, rows, provider.name)
+        else:
+            failed[out.item.name] = f"{type(out.error).__name__}: {out.error}"
+    if failed and (not allow_partial or not per):
+        name, why = sorted(failed.items())[0]
+        raise ProviderError(
+            f"scanner '{name}' failed ({why}); fix it, or set scan.allow_partial: true in the"
+            " profile to continue with the others"
+        )
+    return ScanResult(per_scanner=per, failed=failed, candidates=union(per))

@@ -1,0 +1,111 @@
+"""One executor seam: a local pool or Ray behind the same ``map`` (SPEC §8 Scalable).
+
+``executor.map(fn, items)`` runs ``fn(item)`` for every item and yields an :class:`Outcome`
+per item *as each completes* (so callers can write results and show progress while the rest
+run). A failing item yields its exception instead of stopping the others.
+
+- ``LocalExecutor(jobs, kind="thread")``: threads for I/O-bound work (provider fetches);
+  ``kind="process"`` for CPU-bound work; ``jobs=1`` runs inline in the caller (tests).
+- ``RayExecutor(address=None, num_cpus=None)``: Ray tasks on a local cluster (started on first
+  use) or on an existing one at ``address``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T, R]):
+    item: T
+    value: R | None = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Executor(Protocol):
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[Outcome[T, R]]: ...
+
+
+def default_jobs() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class LocalExecutor:
+    def __init__(self, jobs: int | None = None, kind: str = "thread") -> None:
+        if kind not in ("thread", "process"):
+            raise ValueError("kind must be 'thread' or 'process'")
+        self.jobs = jobs or default_jobs()
+        self.kind = kind
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[Outcome[T, R]]:
+        todo = list(items)
+        if self.jobs == 1 or len(todo) <= 1:
+            for item in todo:
+                try:
+                    yield Outcome(item, fn(item))
+                except Exception as exc:
+                    yield Outcome(item, error=exc)
+            return
+        pool_cls = cf.ThreadPoolExecutor if self.kind == "thread" else cf.ProcessPoolExecutor
+        with pool_cls(max_workers=self.jobs) as pool:
+            futures = {pool.submit(fn, item): item for item in todo}
+            try:
+                for fut in cf.as_completed(futures):
+                    exc = fut.exception()
+                    if exc is None:
+                        yield Outcome(futures[fut], fut.result())
+                    else:
+                        yield Outcome(futures[fut], error=exc)
+            finally:
+                for fut in futures:
+                    fut.cancel()
+
+
+class RayExecutor:
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+
+    def _init(self) -> Any:
+        import ray
+
+        if not ray.is_initialized():
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=self.num_cpus or default_jobs(), log_to_driver=False,
+                         include_dashboard=False)
+        return ray
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[Outcome[T, R]]:
+        ray = self._init()
+        remote = ray.remote(num_cpus=1)(fn)
+        refs = {remote.remote(item): item for item in items}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    yield Outcome(refs[ref], ray.get(ref))
+                except Exception as exc:
+                    cause = getattr(exc, "cause", None)
+                    yield Outcome(refs[ref], error=cause if cause is not None else exc)
+
+
+def make_executor(kind: str, jobs: int | None = None, address: str | None = None) -> Executor:
+    if kind == "ray":
+        return RayExecutor(address=address, num_cpus=jobs)
+    if kind in ("thread", "process", "local"):
+        return LocalExecutor(jobs=jobs, kind="thread" if kind == "local" else kind)
+    raise ValueError(f"unknown executor '{kind}'")

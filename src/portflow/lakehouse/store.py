@@ -1,0 +1,325 @@
+"""The parquet lakehouse (SPEC §4): layout, schemas and the only code that writes it.
+
+Layout under ``<data_dir>/lakehouse``::
+
+    ohlcv/<provider>/<timeframe>/<symbol_key>.parquet           one file per symbol
+    quarantine/<provider>/<timeframe>/<symbol_key>/<fetched_at>.parquet
+    symbols.parquet                                             metadata with history
+    health.parquet                                              one row per (provider, symbol)
+    features/technicals/date=YYYY-MM-DD/part-*.parquet          dated ratings snapshots
+    features_matrix.parquet                                     long-format ratings history
+
+Rules:
+1. `symbol_key` replaces every character outside ``[A-Za-z0-9._-]`` with ``_``; a key made
+   only of dots is refused, and every resolved path is checked to stay inside the lakehouse.
+2. Every write is atomic (:mod:`portflow.lakehouse.atomic`).
+3. Shared tables (health, symbols, features matrix) are read-modify-written under a file lock,
+   so parallel writers never lose an update; per-symbol OHLCV files have one writer each.
+4. A Phase-1 step holds the writer lock (:meth:`Lakehouse.writer`) for its whole duration; at
+   its start it sweeps the temp files a killed writer may have left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from portflow.errors import DataError, UsageError
+from portflow.lakehouse import atomic
+
+OHLCV_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
+PRICE_COLUMNS = ["open", "high", "low", "close"]
+HEALTH_COLUMNS = [
+    "provider",
+    "symbol",
+    "status",
+    "reason",
+    "bar_timestamp",
+    "audited_at",
+    "last_checked_at",
+    "last_bar",
+    "checked_for",
+]
+HEALTH_STATUSES = ("healthy", "toxic", "stale", "gappy", "flat")
+SYMBOL_FIELDS = [
+    "tick_size",
+    "lot_size",
+    "min_notional",
+    "price_precision",
+    "quote",
+    "asset_class",
+    "exchange",
+    "calendar",
+]
+SYMBOLS_COLUMNS = ["provider", "symbol", *SYMBOL_FIELDS, "valid_from", "valid_to"]
+_KEY_RE = re.compile(r"[^A-Za-z0-9._-]")
+_TS_COLUMNS_HEALTH = ["bar_timestamp", "audited_at", "last_checked_at", "last_bar", "checked_for"]
+
+
+def symbol_key(symbol: str) -> str:
+    """File-name key of a symbol (rule 1). Raises UsageError for keys that could escape."""
+    key = _KEY_RE.sub("_", symbol)
+    if not key or set(key) <= {"."}:
+        raise UsageError(f"symbol '{symbol}' cannot be stored: its file key would be '{key}'")
+    return key
+
+
+def utc_timestamps(values: pd.Series | pd.Index | Iterable[object]) -> pd.Series:
+    """Timestamps as ``datetime64[ns, UTC]`` (the one resolution the lakehouse stores)."""
+    return pd.Series(pd.to_datetime(pd.Series(values), utc=True)).astype("datetime64[ns, UTC]")
+
+
+class Lakehouse:
+    """Access to one data dir's lakehouse. Cheap to construct; holds no open files."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir / "lakehouse"
+
+    # -- paths -------------------------------------------------------------------------
+
+    def _inside(self, path: Path) -> Path:
+        root = self.root.resolve()
+        resolved = path.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise UsageError(f"path '{path}' escapes the lakehouse '{self.root}'")
+        return path
+
+    @staticmethod
+    def _part(name: str, what: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise UsageError(f"{what} '{name}' is not a safe name")
+        return name
+
+    def ohlcv_path(self, provider: str, timeframe: str, symbol: str) -> Path:
+        p = self._part(provider, "provider")
+        tf = self._part(timeframe, "timeframe")
+        return self._inside(self.root / "ohlcv" / p / tf / f"{symbol_key(symbol)}.parquet")
+
+    def quarantine_dir(self, provider: str, timeframe: str, symbol: str) -> Path:
+        p = self._part(provider, "provider")
+        tf = self._part(timeframe, "timeframe")
+        return self._inside(self.root / "quarantine" / p / tf / symbol_key(symbol))
+
+    @property
+    def health_path(self) -> Path:
+        return self.root / "health.parquet"
+
+    @property
+    def symbols_path(self) -> Path:
+        return self.root / "symbols.parquet"
+
+    @property
+    def features_matrix_path(self) -> Path:
+        return self.root / "features_matrix.parquet"
+
+    def technicals_dir(self, date: pd.Timestamp) -> Path:
+        return self.root / "features" / "technicals" / f"date={date:%Y-%m-%d}"
+
+    def relative(self, path: Path) -> str:
+        """A path as recorded in files: relative to the data dir (SPEC §4)."""
+        return str(Path(path).resolve().relative_to(self.data_dir.resolve()))
+
+    # -- locking -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[None]:
+        """Rule 4: exclusive Phase-1 writer; sweeps temp files left by a killed writer."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with atomic.file_lock(self.root / ".writer.lock"):
+            atomic.sweep_temp_files(self.root)
+            yield
+
+    def _table_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return atomic.file_lock(self.root / f".{name}.lock")
+
+    # -- OHLCV -------------------------------------------------------------------------
+
+    def read_ohlcv(self, provider: str, timeframe: str, symbol: str) -> pd.DataFrame | None:
+        path = self.ohlcv_path(provider, timeframe, symbol)
+        if not path.exists():
+            return None
+        try:
+            df = pd.read_parquet(path)
+        except Exception as exc:  # a torn file would be a bug in the atomic writer: say so
+            raise DataError(
+                f"{self.relative(path)}: unreadable parquet ({exc}); delete it and re-run"
+                " data-ingest to fetch it again"
+            ) from exc
+        df["timestamp"] = utc_timestamps(df["timestamp"]).to_numpy()
+        return df
+
+    def write_ohlcv(self, provider: str, timeframe: str, symbol: str, bars: pd.DataFrame) -> Path:
+        """Store bars sorted by timestamp, unique timestamps, SPEC columns only."""
+        df = bars[OHLCV_COLUMNS].copy()
+        df["timestamp"] = utc_timestamps(df["timestamp"]).to_numpy()
+        df["symbol"] = symbol
+        df = df.sort_values("timestamp", kind="mergesort").reset_index(drop=True)
+        if df["timestamp"].duplicated().any():
+            raise DataError(f"{symbol}: refusing to store duplicate timestamps")
+        for c in ("open", "high", "low", "close", "volume"):
+            df[c] = df[c].astype("float64")
+        path = self.ohlcv_path(provider, timeframe, symbol)
+        atomic.write_parquet(df, path)
+        return path
+
+    def stored_symbols(self, provider: str, timeframe: str) -> list[str]:
+        """Original symbols of every stored OHLCV file of a provider (read from the files)."""
+        folder = self.root / "ohlcv" / self._part(provider, "provider") / timeframe
+        out = []
+        for f in sorted(folder.glob("*.parquet")):
+            col = pq.read_table(f, columns=["symbol"]).column(0)
+            if len(col):
+                out.append(str(col[0]))
+        return out
+
+    def quarantine(
+        self, provider: str, timeframe: str, symbol: str, bars: pd.DataFrame, fetched_at: str
+    ) -> Path:
+        """Keep refused fetched data for inspection (never merged, never deleted)."""
+        folder = self.quarantine_dir(provider, timeframe, symbol)
+        path = folder / f"{fetched_at}.parquet"
+        n = 2
+        while path.exists():
+            path = folder / f"{fetched_at}-{n}.parquet"
+            n += 1
+        df = bars.copy()
+        if "timestamp" in df:
+            df["timestamp"] = utc_timestamps(df["timestamp"]).to_numpy()
+        atomic.write_parquet(df, path)
+        return path
+
+    # -- health ------------------------------------------------------------------------
+
+    def read_health(self) -> pd.DataFrame:
+        if not self.health_path.exists():
+            return _empty_health()
+        df = pd.read_parquet(self.health_path)
+        for c in _TS_COLUMNS_HEALTH:
+            df[c] = utc_timestamps(df[c]).to_numpy()
+        return df
+
+    def update_health(self, rows: list[dict[str, object]]) -> None:
+        """Upsert rows keyed by (provider, symbol) under the table lock (rule 3)."""
+        if not rows:
+            return
+        new = pd.DataFrame(rows)
+        for c in HEALTH_COLUMNS:
+            if c not in new:
+                new[c] = None
+        new = new[HEALTH_COLUMNS]
+        bad = set(new["status"]) - set(HEALTH_STATUSES)
+        if bad:
+            raise ValueError(f"unknown health statuses {sorted(bad)}")
+        for c in _TS_COLUMNS_HEALTH:
+            new[c] = utc_timestamps(new[c]).to_numpy()
+        new["reason"] = new["reason"].astype("string")
+        with self._table_lock("health"):
+            old = self.read_health()
+            keys = set(zip(new["provider"], new["symbol"], strict=True))
+            keep = [
+                (p, s) not in keys for p, s in zip(old["provider"], old["symbol"], strict=True)
+            ]
+            parts = [df for df in (old[keep], new) if len(df)]
+            merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            merged = merged.sort_values(["provider", "symbol"], kind="mergesort")
+            atomic.write_parquet(merged.reset_index(drop=True), self.health_path)
+
+    def health_of(self, provider: str) -> dict[str, dict[str, object]]:
+        h = self.read_health()
+        h = h[h["provider"] == provider]
+        return {str(r["symbol"]): dict(r) for r in h.to_dict("records")}
+
+    # -- symbols (metadata with history) ------------------------------------------------
+
+    def read_symbols(self) -> pd.DataFrame:
+        if not self.symbols_path.exists():
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in SYMBOLS_COLUMNS})
+        df = pd.read_parquet(self.symbols_path)
+        for c in ("valid_from", "valid_to"):
+            df[c] = utc_timestamps(df[c]).to_numpy()
+        return df
+
+    def current_symbols(self, provider: str) -> pd.DataFrame:
+        """The open version (valid_to is null) of every symbol of a provider, by symbol."""
+        df = self.read_symbols()
+        df = df[(df["provider"] == provider) & df["valid_to"].isna()]
+        return df.set_index("symbol")
+
+    def upsert_symbols(
+        self, provider: str, meta: pd.DataFrame, valid_from: pd.Timestamp
+    ) -> dict[str, int]:
+        """Add a version for every symbol whose metadata changed; close the old version.
+
+        Nothing is overwritten: history rows keep their values, only `valid_to` of the version
+        being replaced is set. Returns counts of added / changed / unchanged symbols.
+        """
+        counts = {"added": 0, "changed": 0, "unchanged": 0}
+        stamp = pd.Timestamp(valid_from).tz_convert("UTC") if pd.Timestamp(
+            valid_from
+        ).tzinfo else pd.Timestamp(valid_from, tz="UTC")
+        with self._table_lock("symbols"):
+            table = self.read_symbols()
+            is_open = (table["provider"] == provider) & table["valid_to"].isna()
+            current = {str(r["symbol"]): (i, r) for i, r in table[is_open].iterrows()}
+            new_rows = []
+            for rec in meta.to_dict("records"):
+                sym = str(rec["symbol"])
+                values = {f: _none_if_nan(rec.get(f)) for f in SYMBOL_FIELDS}
+                if sym in current:
+                    idx, row = current[sym]
+                    if all(_same(values[f], row[f]) for f in SYMBOL_FIELDS):
+                        counts["unchanged"] += 1
+                        continue
+                    table.loc[idx, "valid_to"] = stamp
+                    counts["changed"] += 1
+                else:
+                    counts["added"] += 1
+                new_rows.append(
+                    {"provider": provider, "symbol": sym, **values, "valid_from": stamp,
+                     "valid_to": pd.NaT}
+                )
+            if new_rows:
+                add = pd.DataFrame(new_rows, columns=SYMBOLS_COLUMNS)
+                table = pd.concat([table, add], ignore_index=True) if len(table) else add
+                for f in ("tick_size", "lot_size", "min_notional", "price_precision"):
+                    table[f] = pd.to_numeric(table[f], errors="coerce").astype("float64")
+                for f in ("quote", "asset_class", "exchange", "calendar"):
+                    table[f] = table[f].astype("string")
+                for c in ("valid_from", "valid_to"):
+                    table[c] = utc_timestamps(table[c]).to_numpy()
+                table = table.sort_values(["provider", "symbol", "valid_from"], kind="mergesort")
+                atomic.write_parquet(table.reset_index(drop=True), self.symbols_path)
+        return counts
+
+
+def _none_if_nan(v: object) -> object:
+    if v is None:
+        return None
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    if v is pd.NA or v is pd.NaT:
+        return None
+    return v
+
+
+def _same(a: object, b: object) -> bool:
+    a, b = _none_if_nan(a), _none_if_nan(b)
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    return str(a) == str(b)
+
+
+def _empty_health() -> pd.DataFrame:
+    df = pd.DataFrame({c: pd.Series(dtype="object") for c in HEALTH_COLUMNS})
+    for c in _TS_COLUMNS_HEALTH:
+        df[c] = pd.Series(dtype="datetime64[ns, UTC]")
+    return df

@@ -1,0 +1,85 @@
+"""The provider seam: one small interface every data source implements.
+
+The rest of portflow never knows which provider it talks to. A provider answers four
+questions for a *universe* (e.g. ``synthetic-crypto``) at a clock ``as_of`` (a UTC date):
+
+1. ``calendar(universe)``: ``"24/7"`` or an exchange-calendars code such as ``"XNYS"``.
+2. ``scan(universe, as_of)``: one row per listed symbol with the canonical scanner fields
+   (``symbol``, ``exchange``, ``close``, ``volume``, ``value_traded``, ``change_pct``,
+   ``perf_1w``, ``perf_1m``, ``perf_3m``, ``volatility_d``, ``adx``, ``market_cap``,
+   ``asset_class`` and, where the provider has them, ``recommend_*``), computed as of the clock.
+3. ``fetch_ohlcv(universe, symbol, start, as_of)``: daily bars with ``timestamp >= start``
+   (all history when ``start`` is None) up to the clock. Like a live API it may include the
+   still-forming bar of ``as_of`` itself; the ingest step drops it.
+4. ``metadata(universe, symbols, as_of)``: tick_size, lot_size, min_notional,
+   price_precision, quote, asset_class, exchange, calendar; unknown values are null.
+
+Frames use UTC ``timestamp`` columns (daily bars stamped 00:00 UTC of their day/session).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+OHLCV_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
+METADATA_COLUMNS = [
+    "symbol",
+    "tick_size",
+    "lot_size",
+    "min_notional",
+    "price_precision",
+    "quote",
+    "asset_class",
+    "exchange",
+    "calendar",
+]
+SCAN_FIELDS = [
+    "close",
+    "volume",
+    "value_traded",
+    "change_pct",
+    "perf_1w",
+    "perf_1m",
+    "perf_3m",
+    "volatility_d",
+    "adx",
+    "market_cap",
+    "asset_class",
+    "exchange",
+    "recommend_all",
+    "recommend_ma",
+    "recommend_other",
+]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A market data source. Implementations must be thread-safe for concurrent fetches."""
+
+    name: str
+
+    def universes(self) -> list[str]: ...
+
+    def calendar(self, universe: str) -> str: ...
+
+    def scan(self, universe: str, as_of: pd.Timestamp) -> pd.DataFrame: ...
+
+    def fetch_ohlcv(
+        self,
+        universe: str,
+        symbol: str,
+        start: pd.Timestamp | None,
+        as_of: pd.Timestamp,
+    ) -> pd.DataFrame: ...
+
+    def metadata(
+        self, universe: str, symbols: list[str], as_of: pd.Timestamp
+    ) -> pd.DataFrame: ...
+
+    def technicals(
+        self, universe: str, symbols: list[str], as_of: pd.Timestamp
+    ) -> pd.DataFrame | None:
+        """Current ratings from the source (TradingView), or None when it has none."""
+        ...

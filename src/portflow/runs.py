@@ -1,0 +1,254 @@
+"""Run workspaces: ``runs/<RUN_ID>/`` and its ``run.json`` (SPEC §4).
+
+1. A run id matches ``^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`` and is not made of dots only, so
+   it can never escape ``runs/``. The default id is ``YYYYMMDDTHHMMSSZ-<profile>`` (UTC) with
+   ``-2``, ``-3``, ... appended when taken; the folder is created with ``mkdir`` (atomic), so
+   two runs can never claim the same id.
+2. ``run.json`` is rewritten atomically after every change: status ``running`` →
+   ``succeeded`` / ``failed``, and each step's ``{status, seconds, counts}``.
+3. Every path recorded in a run file is relative to the data dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import platform
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from portflow.errors import PortflowError, RunError, UsageError
+from portflow.lakehouse import atomic
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+KINDS = ("data", "production", "meta")
+NOT_AVAILABLE = "not available yet"
+
+
+def validate_run_id(run_id: str) -> str:
+    if not RUN_ID_RE.match(run_id) or set(run_id) <= {"."} or ".." in run_id:
+        raise UsageError(
+            f"run id '{run_id}' is not allowed; use letters, digits, '_', '.', '-'"
+            " (start with a letter or digit, at most 128 characters)"
+        )
+    return run_id
+
+
+def now_utc() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+def iso(ts: pd.Timestamp | None) -> str | None:
+    return None if ts is None else pd.Timestamp(ts).isoformat()
+
+
+def fingerprint(path: Path) -> str:
+    """Content fingerprint of an input file (sha256, first 16 hex digits)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("portflow", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "numba"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
+@dataclass
+class Run:
+    """One run workspace. Create with :meth:`create`, reopen with :meth:`open`."""
+
+    data_dir: Path
+    run_id: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.data_dir / "runs" / self.run_id
+
+    @property
+    def json_path(self) -> Path:
+        return self.path / "run.json"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def relative(self, path: Path) -> str:
+        return str(Path(path).resolve().relative_to(self.data_dir.resolve()))
+
+    # -- creation ------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        data_dir: Path,
+        kind: str,
+        profile: str,
+        as_of: pd.Timestamp,
+        config: dict[str, Any],
+        config_hash: str,
+        run_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+        parent: Path | None = None,
+    ) -> Run:
+        """Claim a new run folder (rule 1) under `parent` (default: data_dir/runs)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown run kind {kind}")
+        runs_dir = parent if parent is not None else data_dir / "runs"
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        started = now_utc()
+        if run_id is not None:
+            validate_run_id(run_id)
+            try:
+                (runs_dir / run_id).mkdir()
+            except FileExistsError:
+                raise RunError(
+                    f"run id '{run_id}' already exists in {runs_dir}; choose another --run-id"
+                    " or leave it out for a fresh one"
+                ) from None
+            chosen = run_id
+        else:
+            base = f"{started:%Y%m%dT%H%M%SZ}-{profile}"
+            validate_run_id(base)
+            chosen, n = base, 1
+            while True:
+                try:
+                    (runs_dir / chosen).mkdir()
+                    break
+                except FileExistsError:
+                    n += 1
+                    chosen = f"{base}-{n}"
+        run = cls(data_dir=data_dir, run_id=chosen)
+        if parent is not None:
+            run.run_id = str((runs_dir / chosen).relative_to(data_dir / "runs"))
+        run.record = {
+            "run_id": run.run_id,
+            "kind": kind,
+            "profile": profile,
+            "status": "running",
+            "failure_reason": None,
+            "started_at": iso(started),
+            "ended_at": None,
+            "as_of": f"{as_of:%Y-%m-%d}",
+            **({"data_run": None} if kind == "production" else {}),
+            **(extra or {}),
+            "steps": {},
+            "config": config,
+            "config_hash": config_hash,
+            "inputs": {},
+            "versions": _versions(),
+        }
+        run.save()
+        return run
+
+    @classmethod
+    def open(cls, data_dir: Path, run_id: str) -> Run:
+        for part in run_id.split("/"):
+            validate_run_id(part)
+        run = cls(data_dir=data_dir, run_id=run_id)
+        if not run.json_path.is_file():
+            raise RunError(
+                f"run '{run_id}' not found under {data_dir / 'runs'}; see 'portflow runs list'"
+            )
+        run.record = json.loads(run.json_path.read_text())
+        return run
+
+    def save(self) -> None:
+        atomic.write_json(self.record, self.json_path)
+
+    # -- steps ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[dict[str, Any]]:
+        """Record a step: yields its `counts` dict to fill; failures mark the step failed."""
+        counts: dict[str, Any] = {}
+        entry: dict[str, Any] = {"status": "running", "seconds": None, "counts": counts}
+        self.record["steps"][name] = entry
+        self.save()
+        t0 = time.perf_counter()
+        try:
+            yield counts
+        except BaseException as exc:
+            entry["status"] = "failed"
+            entry["error"] = _one_line(exc)
+            raise
+        else:
+            entry["status"] = "succeeded"
+        finally:
+            entry["seconds"] = round(time.perf_counter() - t0, 3)
+            self.save()
+
+    def not_available(self, name: str) -> None:
+        self.record["steps"][name] = {"status": NOT_AVAILABLE, "seconds": 0.0, "counts": {}}
+        self.save()
+
+    def add_inputs(self, paths: list[Path]) -> None:
+        for p in paths:
+            if p.exists():
+                self.record["inputs"][self.relative(p)] = fingerprint(p)
+        self.save()
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        self.record["status"] = "failed" if exc is not None else "succeeded"
+        self.record["failure_reason"] = None if exc is None else _one_line(exc)
+        self.record["ended_at"] = iso(now_utc())
+        self.save()
+
+    @contextlib.contextmanager
+    def lifecycle(self) -> Iterator[Run]:
+        """Mark the run succeeded on exit, failed (with the reason) on any error."""
+        try:
+            yield self
+        except BaseException as exc:
+            self.finish(exc)
+            raise
+        else:
+            self.finish()
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, PortflowError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def list_runs(data_dir: Path) -> list[dict[str, Any]]:
+    """Every top-level run's record, newest first by recorded start time."""
+    out = []
+    runs_dir = data_dir / "runs"
+    for p in sorted(runs_dir.glob("*/run.json")) if runs_dir.is_dir() else []:
+        try:
+            out.append(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    out.sort(key=lambda r: str(r.get("started_at") or ""), reverse=True)
+    return out
+
+
+def newest_data_run(data_dir: Path, profiles: list[str], require_step: str) -> str | None:
+    """The newest succeeded data run (by recorded start time) of any of `profiles` whose
+    `require_step` succeeded."""
+    for rec in list_runs(data_dir):
+        if rec.get("kind") != "data" or rec.get("status") != "succeeded":
+            continue
+        if rec.get("profile") not in profiles:
+            continue
+        step = rec.get("steps", {}).get(require_step, {})
+        if step.get("status") == "succeeded":
+            return str(rec["run_id"])
+    return None
