@@ -228,7 +228,7 @@ class Ingestor:
         fetched_at = self.now()
         raw = self.provider.fetch_ohlcv(t.universe, t.symbol, start, self.as_of)
         raw = raw.copy()
-        raw["timestamp"] = utc_timestamps(raw["timestamp"]).to_numpy()
+        raw["timestamp"] = utc_timestamps(raw["timestamp"])
         raw["symbol"] = t.symbol
         new = raw[(raw["timestamp"] <= target) & (raw["timestamp"] >= start)][OHLCV_COLUMNS]
         checks = {"last_checked_at": fetched_at, "checked_for": target}

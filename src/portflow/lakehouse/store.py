@@ -71,8 +71,12 @@ def symbol_key(symbol: str) -> str:
 
 
 def utc_timestamps(values: pd.Series | pd.Index | Iterable[object]) -> pd.Series:
-    """Timestamps as ``datetime64[ns, UTC]`` (the one resolution the lakehouse stores)."""
-    return pd.Series(pd.to_datetime(pd.Series(values), utc=True)).astype("datetime64[ns, UTC]")
+    """Timestamps as ``datetime64[ns, UTC]`` (the one resolution the lakehouse stores);
+    a Series keeps its index."""
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values))
+    if series.dtype == object:
+        series = series.where(series.notna(), None)
+    return pd.to_datetime(series, utc=True).astype("datetime64[ns, UTC]")
 
 
 class Lakehouse:
@@ -152,13 +156,13 @@ class Lakehouse:
                 f"{self.relative(path)}: unreadable parquet ({exc}); delete it and re-run"
                 " data-ingest to fetch it again"
             ) from exc
-        df["timestamp"] = utc_timestamps(df["timestamp"]).to_numpy()
+        df["timestamp"] = utc_timestamps(df["timestamp"])
         return df
 
     def write_ohlcv(self, provider: str, timeframe: str, symbol: str, bars: pd.DataFrame) -> Path:
         """Store bars sorted by timestamp, unique timestamps, SPEC columns only."""
         df = bars[OHLCV_COLUMNS].copy()
-        df["timestamp"] = utc_timestamps(df["timestamp"]).to_numpy()
+        df["timestamp"] = utc_timestamps(df["timestamp"])
         df["symbol"] = symbol
         df = df.sort_values("timestamp", kind="mergesort").reset_index(drop=True)
         if df["timestamp"].duplicated().any():
@@ -191,7 +195,7 @@ class Lakehouse:
             n += 1
         df = bars.copy()
         if "timestamp" in df:
-            df["timestamp"] = utc_timestamps(df["timestamp"]).to_numpy()
+            df["timestamp"] = utc_timestamps(df["timestamp"])
         atomic.write_parquet(df, path)
         return path
 
@@ -202,7 +206,7 @@ class Lakehouse:
             return _empty_health()
         df = pd.read_parquet(self.health_path)
         for c in _TS_COLUMNS_HEALTH:
-            df[c] = utc_timestamps(df[c]).to_numpy()
+            df[c] = utc_timestamps(df[c])
         return df
 
     def update_health(self, rows: list[dict[str, object]]) -> None:
@@ -218,7 +222,7 @@ class Lakehouse:
         if bad:
             raise ValueError(f"unknown health statuses {sorted(bad)}")
         for c in _TS_COLUMNS_HEALTH:
-            new[c] = utc_timestamps(new[c]).to_numpy()
+            new[c] = utc_timestamps(new[c])
         new["reason"] = new["reason"].astype("string")
         with self._table_lock("health"):
             old = self.read_health()
@@ -243,7 +247,7 @@ class Lakehouse:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in SYMBOLS_COLUMNS})
         df = pd.read_parquet(self.symbols_path)
         for c in ("valid_from", "valid_to"):
-            df[c] = utc_timestamps(df[c]).to_numpy()
+            df[c] = utc_timestamps(df[c])
         return df
 
     def current_symbols(self, provider: str) -> pd.DataFrame:
@@ -293,7 +297,7 @@ class Lakehouse:
                 for f in ("quote", "asset_class", "exchange", "calendar"):
                     table[f] = table[f].astype("string")
                 for c in ("valid_from", "valid_to"):
-                    table[c] = utc_timestamps(table[c]).to_numpy()
+                    table[c] = utc_timestamps(table[c])
                 table = table.sort_values(["provider", "symbol", "valid_from"], kind="mergesort")
                 atomic.write_parquet(table.reset_index(drop=True), self.symbols_path)
         return counts

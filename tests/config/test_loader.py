@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from portflow.config import load_config
+from portflow.config.loader import deep_merge
+from portflow.config.models import MetaProfile, SleeveProfile
+from portflow.errors import ConfigError
+
+
+def _edit(path: Path, fn) -> None:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load(path.read_text())
+    fn(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_packaged_config_has_the_spec_profiles() -> None:
+    cfg = load_config()
+    for name in ("crypto_long", "crypto_short", "equities_long"):
+        assert isinstance(cfg.profile(name), SleeveProfile)
+    assert isinstance(cfg.profile("crypto_meta"), MetaProfile)
+    assert cfg.expand("fractal_meta") == ["crypto_long", "crypto_short", "equities_long"]
+    assert set(cfg.metas_containing("crypto_short")) == {"crypto_meta", "fractal_meta"}
+    assert cfg.scanners["crypto_short"].direction == "SHORT"
+    # the child inherits the parent's filters and overrides scalars
+    assert cfg.scanners["crypto_short"].limit == 50
+    assert {f.field for f in cfg.scanners["crypto_short"].filters} >= {"value_traded"}
+
+
+def test_deep_merge_merges_mappings_and_replaces_scalars_and_lists() -> None:
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    over = {"a": {"c": [3]}, "e": 2}
+    assert deep_merge(base, over) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+
+
+def test_profile_overrides_defaults(config_dir: Path) -> None:
+    _edit(config_dir / "manifest.yaml",
+          lambda d: d["profiles"]["crypto_long"].update({"selection": {"top_n": 5}}))
+    prof = load_config(config_dir).sleeve("crypto_long")
+    assert prof.selection.top_n == 5
+    assert prof.selection.min_winners == 15  # still from defaults
+
+
+def test_typo_in_profile_name_suggests_the_close_match() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'crypto_long'"):
+        load_config().profile("crypto_lnog")
+
+
+def test_unknown_key_names_file_and_key_path(config_dir: Path) -> None:
+    _edit(config_dir / "manifest.yaml",
+          lambda d: d["profiles"]["crypto_long"].update({"selection": {"top_m": 5}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(config_dir)
+    msg = str(err.value)
+    assert "manifest.yaml" in msg and "profiles.crypto_long.selection.top_m" in msg
+    assert "did you mean 'top_n'" in msg
+
+
+def test_unknown_key_in_defaults_is_reported_under_defaults(config_dir: Path) -> None:
+    _edit(config_dir / "manifest.yaml", lambda d: d["defaults"].update({"freshnes_hours": 3}))
+    with pytest.raises(ConfigError, match=r"defaults\.freshnes_hours: unknown key"):
+        load_config(config_dir)
+
+
+def test_malformed_yaml_names_the_line(config_dir: Path) -> None:
+    path = config_dir / "manifest.yaml"
+    lines = path.read_text().splitlines()
+    lines.insert(5, "  broken: [unclosed")
+    path.write_text("\n".join(lines))
+    with pytest.raises(ConfigError, match=r"manifest\.yaml:\d+: malformed YAML"):
+        load_config(config_dir)
+
+
+def test_scanner_extends_cycle_is_spelled_out(config_dir: Path) -> None:
+    _edit(config_dir / "scanners" / "liquid_crypto.yaml", lambda d: d.update(extends="crypto_long"))
+    with pytest.raises(ConfigError, match="cycle: .*crypto_long -> liquid_crypto -> crypto_long"):
+        load_config(config_dir)
+
+
+def test_unknown_scanner_field_lists_known_fields(config_dir: Path) -> None:
+    _edit(config_dir / "scanners" / "crypto_long.yaml",
+          lambda d: d.update(filters=[{"field": "valu_traded", "op": ">", "value": 1}]))
+    with pytest.raises(ConfigError, match="unknown scanner field 'valu_traded'.*known fields"):
+        load_config(config_dir)
+
+
+def test_remove_filters_drops_inherited_filters_on_those_fields(config_dir: Path) -> None:
+    _edit(config_dir / "scanners" / "crypto_long.yaml",
+          lambda d: d.update(remove_filters=["value_traded"],
+                             filters=[{"any": [{"field": "perf_3m", "op": ">", "value": 0},
+                                               {"not": {"field": "adx", "op": "<", "value": 20}}]}]))
+    scanner = load_config(config_dir).scanners["crypto_long"]
+    dumped = [f.model_dump(by_alias=True) for f in scanner.filters]
+    assert all(f.get("field") != "value_traded" for f in dumped)
+    assert "any" in dumped[-1]
+
+
+def test_remove_filters_on_a_field_not_inherited_is_an_error(config_dir: Path) -> None:
+    _edit(config_dir / "scanners" / "crypto_long.yaml", lambda d: d.update(remove_filters=["adx"]))
+    with pytest.raises(ConfigError, match="no inherited filter on \\['adx'\\]"):
+        load_config(config_dir)
+
+
+def test_meta_cycle_is_spelled_out(config_dir: Path) -> None:
+    def cycle(d):  # type: ignore[no-untyped-def]
+        d["profiles"]["crypto_meta"]["sleeves"].append({"id": "loop", "meta": "fractal_meta"})
+    _edit(config_dir / "manifest.yaml", cycle)
+    with pytest.raises(ConfigError, match="meta profile cycle: .*crypto_meta -> fractal_meta"):
+        load_config(config_dir)
+
+
+def test_meta_depth_is_limited(config_dir: Path) -> None:
+    def deep(d):  # type: ignore[no-untyped-def]
+        prev = "crypto_meta"
+        for i in range(3):
+            d["profiles"][f"m{i}"] = {"sleeves": [{"id": "x", "meta": prev},
+                                                  {"id": "y", "profile": "crypto_long"}]}
+            prev = f"m{i}"
+    _edit(config_dir / "manifest.yaml", deep)
+    with pytest.raises(ConfigError, match="deeper than 3 levels"):
+        load_config(config_dir)
+
+
+def test_meta_sleeve_naming_unknown_profile_suggests(config_dir: Path) -> None:
+    _edit(config_dir / "manifest.yaml",
+          lambda d: d["profiles"]["crypto_meta"]["sleeves"][0].update(profile="crypto_lon"))
+    with pytest.raises(ConfigError, match="did you mean 'crypto_long'"):
+        load_config(config_dir)
+
+
+def test_yaml_tags_are_refused(config_dir: Path) -> None:
+    path = config_dir / "manifest.yaml"
+    path.write_text(path.read_text() + "\nx: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_config(config_dir)

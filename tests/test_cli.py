@@ -1,0 +1,153 @@
+"""End-to-end: the real `portflow` commands on the synthetic provider into temp dirs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import yaml
+
+from tests.conftest import AS_OF, portflow
+
+
+def _run_json(data: Path, run_id: str) -> dict:  # type: ignore[type-arg]
+    return json.loads((data / "runs" / run_id / "run.json").read_text())
+
+
+def test_help_lists_every_seed_command(tmp_path: Path) -> None:
+    out = portflow("--help", data_dir=tmp_path).stdout
+    for cmd in ("flow-data", "scan-run", "data-ingest", "meta-ingest", "feature-ingest",
+                "feature-backfill", "flow-production", "port-select", "port-pre-opt",
+                "port-optimize", "port-report", "port-test", "port-post-analysis",
+                "flow-meta-production", "runs", "profiles", "init"):
+        assert cmd in out
+
+
+def test_flow_data_records_the_run_and_a_rerun_fetches_nothing(phase1_data: Path) -> None:
+    first = _run_json(phase1_data, "base")
+    assert first["kind"] == "data" and first["status"] == "succeeded"
+    counts = first["steps"]["data-ingest"]["counts"]
+    assert counts["bars_fetched"] > 0 and counts["symbols_toxic"] >= 1
+    assert not os.path.isabs(first["candidates"])
+    cands = json.loads((phase1_data / first["candidates"]).read_text())
+    assert len(cands) >= 10 and all({"symbol", "direction", "fields", "scanners"} <= set(c)
+                                    for c in cands)
+    assert {"value_traded", "perf_3m", "volatility_d"} <= set(cands[0]["fields"])
+
+    portflow("flow-data", "--profile", "crypto_long", "--run-id", "again",
+             data_dir=phase1_data, check=True)
+    second = _run_json(phase1_data, "again")["steps"]["data-ingest"]
+    assert second["counts"]["bars_fetched"] == 0
+    assert {v["action"] for v in second["symbols"].values()} <= {"fresh", "skipped"}
+    assert all(v["reason"] for v in second["symbols"].values())
+
+
+def test_toxic_symbol_is_quarantined_with_reason_and_bar(phase1_data: Path) -> None:
+    h = pd.read_parquet(phase1_data / "lakehouse" / "health.parquet")
+    tox = h[h["status"] == "toxic"]
+    assert len(tox) >= 1
+    row = tox.iloc[0]
+    assert "ln 6" in row["reason"] and pd.notna(row["bar_timestamp"])
+    key = row["symbol"].replace("/", "_")
+    assert not (phase1_data / "lakehouse" / "ohlcv" / "synthetic" / "1d" / f"{key}.parquet").exists()
+    assert list((phase1_data / "lakehouse" / "quarantine" / "synthetic" / "1d" / key).glob("*.parquet"))
+    assert {"stale", "flat", "gappy", "healthy"} <= set(h["status"])
+
+
+def test_bad_input_gets_one_line_and_exit_2(phase1_data: Path, config_dir: Path) -> None:
+    def one_line(proc: subprocess.CompletedProcess[str]) -> str:
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        lines = [x for x in proc.stderr.splitlines() if x.strip()]
+        assert len(lines) == 1, proc.stderr
+        return lines[0]
+
+    assert "already exists" in one_line(portflow("flow-data", "--profile", "crypto_long",
+                                                 "--run-id", "base", data_dir=phase1_data))
+    assert "not allowed" in one_line(portflow("flow-data", "--profile", "crypto_long",
+                                              "--run-id", "../x", data_dir=phase1_data))
+    assert "did you mean 'crypto_long'" in one_line(
+        portflow("flow-data", "--profile", "crypto_lnog", data_dir=phase1_data))
+    assert "YYYY-MM-DD" in one_line(portflow("runs", "list", data_dir=phase1_data,
+                                             as_of="30/06/2026"))
+
+    manifest = config_dir / "manifest.yaml"
+    good = manifest.read_text()
+    manifest.write_text(good.replace("freshness_hours: 12", "freshness_hour: 12"))
+    msg = one_line(portflow("profiles", "list", data_dir=phase1_data, config_dir=config_dir))
+    assert "defaults.freshness_hour" in msg and "freshness_hours" in msg
+    manifest.write_text(good.replace("  timeframe: 1d", "  timeframe: [1d"))
+    assert "manifest.yaml:" in one_line(
+        portflow("profiles", "list", data_dir=phase1_data, config_dir=config_dir))
+    manifest.write_text(good)
+    parent = config_dir / "scanners" / "liquid_crypto.yaml"
+    parent.write_text("extends: crypto_short\n" + parent.read_text())
+    assert "cycle" in one_line(portflow("flow-data", "--profile", "crypto_long",
+                                        data_dir=phase1_data, config_dir=config_dir))
+
+
+def test_runs_and_profiles_inspection(phase1_data: Path, tmp_path: Path) -> None:
+    listing = portflow("runs", "list", data_dir=phase1_data, check=True).stdout
+    assert "base" in listing and "succeeded" in listing
+    shown = json.loads(portflow("runs", "show", "base", data_dir=phase1_data, check=True).stdout)
+    assert shown["run_id"] == "base" and "config" not in shown
+    assert portflow("runs", "show", "../etc", data_dir=phase1_data).returncode == 2
+    resolved = json.loads(portflow("profiles", "show", "crypto_short", data_dir=phase1_data,
+                                   check=True).stdout)
+    assert resolved["selection"]["min_winners"] == 15
+    assert resolved["scanner_configs"]["crypto_short"]["direction"] == "SHORT"
+    proc = subprocess.run([sys.executable, "-m", "portflow.cli", "init"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and (tmp_path / "configs" / "manifest.yaml").is_file()
+
+
+def _lakehouse_state(data: Path) -> dict[str, object]:
+    lake = data / "lakehouse"
+    ohlcv = {p.name: pd.read_parquet(p) for p in sorted((lake / "ohlcv").rglob("*.parquet"))}
+    health = pd.read_parquet(lake / "health.parquet")[["provider", "symbol", "status", "reason",
+                                                        "bar_timestamp", "last_bar"]]
+    symbols = pd.read_parquet(lake / "symbols.parquet").drop(columns=["valid_from"])
+    return {"ohlcv": ohlcv, "health": health.reset_index(drop=True),
+            "symbols": symbols.reset_index(drop=True)}
+
+
+def test_sigkill_mid_ingestion_then_rerun_equals_an_uninterrupted_run(
+    phase1_base: Path, tmp_path: Path, config_dir: Path
+) -> None:
+    manifest = config_dir / "manifest.yaml"
+    cfg = yaml.safe_load(manifest.read_text())
+    cfg["defaults"]["provider"]["latency_ms"] = 60
+    manifest.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    data = tmp_path / "killed"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTFLOW_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portflow.cli", "--data-dir", str(data), "--as-of", AS_OF,
+         "--config-dir", str(config_dir), "flow-data", "--profile", "crypto_long", "--jobs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )
+    ohlcv = data / "lakehouse" / "ohlcv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(ohlcv.rglob("*.parquet"))) < 8:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = len(list(ohlcv.rglob("*.parquet")))
+    assert 8 <= stored < 45, f"kill did not land mid-ingestion ({stored} files)"
+
+    portflow("flow-data", "--profile", "crypto_long", data_dir=data, check=True)
+    assert not list((data / "lakehouse").rglob(".tmp-*"))
+    for f in (data / "lakehouse").rglob("*.parquet"):
+        pq.read_table(f)  # every stored table opens
+    got, want = _lakehouse_state(data), _lakehouse_state(phase1_base)
+    assert sorted(got["ohlcv"]) == sorted(want["ohlcv"])  # type: ignore[arg-type]
+    for name, df in want["ohlcv"].items():  # type: ignore[attr-defined]
+        pd.testing.assert_frame_equal(got["ohlcv"][name], df)  # type: ignore[index]
+    pd.testing.assert_frame_equal(got["health"], want["health"])  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(got["symbols"], want["symbols"])  # type: ignore[arg-type]
