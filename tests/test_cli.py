@@ -139,7 +139,7 @@ def test_sigkill_mid_ingestion_then_rerun_equals_an_uninterrupted_run(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     stored = len(list(ohlcv.rglob("*.parquet")))
-    assert 8 <= stored < 45, f"kill did not land mid-ingestion ({stored} files)"
+    assert 8 <= stored < 100, f"kill did not land mid-ingestion ({stored} files)"
 
     portflow("flow-data", "--profile", "crypto_long", data_dir=data, check=True)
     assert not list((data / "lakehouse").rglob(".tmp-*"))

@@ -15,8 +15,12 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
+
+try:  # typer >= 0.29 vendors click as typer._click; older releases use click itself
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click import ClickException  # type: ignore[assignment]
 
 from portflow.clock import parse_as_of
 from portflow.config.loader import packaged_config_dir
@@ -307,12 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
         return 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("portflow: aborted", err=True)
         return 130
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         return 2
     except PortflowError as exc:

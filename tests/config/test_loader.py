@@ -26,7 +26,7 @@ def test_packaged_config_has_the_spec_profiles() -> None:
     assert set(cfg.metas_containing("crypto_short")) == {"crypto_meta", "fractal_meta"}
     assert cfg.scanners["crypto_short"].direction == "SHORT"
     # the child inherits the parent's filters and overrides scalars
-    assert cfg.scanners["crypto_short"].limit == 50
+    assert cfg.scanners["crypto_short"].limit == 120
     assert {f.field for f in cfg.scanners["crypto_short"].filters} >= {"value_traded"}
 
 

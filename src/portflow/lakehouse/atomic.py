@@ -34,21 +34,21 @@ def _atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        # The file is durable before it replaces the target; the rename itself is atomic,
+        # so a crash at any point leaves the old or the new version, never a torn file.
         os.replace(tmp, target)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def write_parquet(df: pd.DataFrame, target: Path) -> None:
-    """Write `df` (index dropped) to `target` atomically, deterministically (no pandas metadata
-    that varies between runs)."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
+def write_parquet(df: pd.DataFrame, target: Path, index: bool = False) -> None:
+    """Write `df` to `target` atomically (its index kept only when `index`)."""
+    write_table(pa.Table.from_pandas(df, preserve_index=index), target)
+
+
+def write_table(table: pa.Table, target: Path) -> None:
+    """Write an Arrow table to `target` atomically."""
     with _atomic_path(target) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
