@@ -1,0 +1,253 @@
+"""The capped set of long-only weights and the exact Euclidean projection onto it.
+
+The capped set for n atoms in G disjoint clusters is
+
+    W = { w in R^n : sum_i w_i = 1,  lo_i <= w_i <= hi_i,  sum_{i in g} w_i <= C for every g }
+
+(``lo`` = atom min, ``hi`` = effective atom max, ``C`` = effective cluster cap). Every optimiser
+of portflow returns a point of W; HRP and equal weight reach it by projection.
+
+Projection ``argmin_{w in W} ½‖w − v‖²`` — algorithm:
+
+1. KKT: ``w_i = clip(v_i − τ − μ_g(i), lo_i, hi_i)`` with one budget multiplier τ and one
+   multiplier ``μ_g >= 0`` per cluster, ``μ_g > 0`` only where the cluster sits at C.
+2. Let ``f_g(t) = Σ_{i in g} clip(v_i − t, lo_i, hi_i)`` (continuous, non-increasing, piecewise
+   linear). Per cluster, solve ``f_g(t_g*) = C`` (``t_g* = −inf`` when the cluster can never
+   reach C). Then cluster g contributes ``min(C, f_g(τ)) = f_g(max(τ, t_g*))`` and
+   ``μ_g = max(0, t_g* − τ)``.
+3. Solve ``F(τ) = Σ_g f_g(max(τ, t_g*)) = 1`` for τ.
+4. Steps 2 and 3 are 1-D monotone root problems, solved by bisection vectorised over all
+   clusters at once (``np.bincount`` over cluster codes, no per-atom loops), then *polished*:
+   on the final linear piece the active set is known, and the root is computed in closed form
+   ``t = (Σ_active v + Σ_at_hi hi + Σ_at_lo lo − target) / |active|``. The result is exact to
+   rounding (~1e-15), not to a bisection tolerance.
+5. ``w = clip(v − max(τ, t_g*), lo, hi)``.
+
+Emptiness: W is empty when ``Σ lo > 1``, when some cluster has ``Σ lo_g > C``, or when the
+capacity ``Σ_g min(C, Σ hi_g) < 1`` (e.g. ``n·hi < 1``); the constructor raises ``ValueError``.
+A slack of 1e-12 absorbs rounding in boundary cases such as ``hi = 1/n`` exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+__all__ = ["FEASIBILITY_SLACK", "CappedSet"]
+
+FEASIBILITY_SLACK = 1e-12
+_BISECTION_STEPS = 200
+
+
+def _group_sums(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    return np.bincount(codes, weights=values, minlength=n_groups)
+
+
+@dataclass(frozen=True, eq=False)
+class CappedSet:
+    """The long-only capped set W (see module docstring) for one universe of atoms.
+
+    lo, hi: arrays (n,), per-atom weight bounds in [0, 1] (fraction of capital).
+    codes: int array (n,), cluster code 0..G-1 of each atom.
+    cluster_cap: float in (0, 1], the cap C on every cluster's total weight.
+    labels: the original cluster label of each code (for reports), length G.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    codes: np.ndarray
+    cluster_cap: float
+    labels: tuple = ()
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        n_atoms: int,
+        clusters: Sequence | np.ndarray | pd.Series | None,
+        *,
+        cluster_cap: float,
+        atom_max: float,
+        atom_min: float = 0.0,
+    ) -> CappedSet:
+        """Validate caps and clusters and return the set; ``ValueError`` when W is empty.
+
+        clusters: one label per atom (array-like of length n_atoms) or None (no cluster
+        constraint; then cluster_cap must be 1.0).
+        """
+        if n_atoms < 1:
+            raise ValueError("capped set needs at least one atom; got 0")
+        for name, value in (("cluster_cap", cluster_cap), ("atom_max", atom_max)):
+            if not (np.isfinite(value) and 0.0 < value <= 1.0):
+                raise ValueError(f"{name} must be in (0, 1]; got {value!r}")
+        if not (np.isfinite(atom_min) and 0.0 <= atom_min <= atom_max):
+            raise ValueError(f"atom_min must be in [0, atom_max={atom_max}]; got {atom_min!r}")
+        if clusters is None:
+            if cluster_cap < 1.0:
+                raise ValueError(
+                    f"cluster_cap={cluster_cap} given without clusters; pass one label per atom"
+                )
+            labels_arr = np.zeros(n_atoms, dtype=np.int64)
+        else:
+            labels_arr = np.asarray(clusters)
+            if labels_arr.shape != (n_atoms,):
+                raise ValueError(
+                    f"clusters must have one label per atom ({n_atoms}); got shape "
+                    f"{labels_arr.shape}"
+                )
+            if labels_arr.dtype.kind == "f" and not np.isfinite(labels_arr).all():
+                raise ValueError("clusters contain NaN labels; give every atom a cluster")
+        uniq, codes = np.unique(labels_arr, return_inverse=True)
+        lo = np.full(n_atoms, float(atom_min))
+        hi = np.full(n_atoms, float(atom_max))
+        out = cls(
+            lo=lo,
+            hi=hi,
+            codes=codes.astype(np.int64),
+            cluster_cap=float(cluster_cap),
+            labels=tuple(x.item() if hasattr(x, "item") else x for x in uniq),
+        )
+        out._check_nonempty()
+        return out
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.lo.size)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.labels) if self.labels else int(self.codes.max()) + 1
+
+    def _check_nonempty(self) -> None:
+        g, c = self.n_groups, self.cluster_cap
+        lo_g = _group_sums(self.lo, self.codes, g)
+        hi_g = _group_sums(self.hi, self.codes, g)
+        capacity = float(np.minimum(c, hi_g).sum())
+        if self.lo.sum() > 1.0 + FEASIBILITY_SLACK:
+            raise ValueError(
+                f"capped set is empty: n_atoms*atom_min = {self.lo.sum():.6g} > 1; lower atom_min"
+            )
+        if (lo_g > c + FEASIBILITY_SLACK).any():
+            raise ValueError(
+                f"capped set is empty: a cluster's minimum weight {lo_g.max():.6g} exceeds "
+                f"cluster_cap {c}; lower atom_min or raise the cap"
+            )
+        if capacity < 1.0 - FEASIBILITY_SLACK:
+            raise ValueError(
+                f"capped set is empty: the most the atoms can hold is {capacity:.6g} < 1 "
+                f"(n_atoms={self.n_atoms}, atom_max={self.hi.max():.6g}, "
+                f"cluster_cap={c}, n_clusters={g}); raise atom_max or cluster_cap"
+            )
+
+    # ------------------------------------------------------------------ membership
+    def violation(self, w: np.ndarray) -> float:
+        """Largest violation of W by w (0 inside): budget, bounds and cluster caps."""
+        w = np.asarray(w, dtype=float)
+        cluster = _group_sums(w, self.codes, self.n_groups) - self.cluster_cap
+        return float(
+            max(
+                abs(w.sum() - 1.0),
+                float(np.max(self.lo - w, initial=0.0)),
+                float(np.max(w - self.hi, initial=0.0)),
+                float(np.max(cluster, initial=0.0)),
+            )
+        )
+
+    def binding(self, w: np.ndarray, tol: float = 1e-9) -> dict:
+        """Which bounds bind at w: JSON-serialisable counts and cluster labels."""
+        sums = _group_sums(w, self.codes, self.n_groups)
+        at = (sums >= self.cluster_cap - tol) & (self.cluster_cap < 1.0)
+        at_cap = [self.labels[k] for k in np.flatnonzero(at)]
+        return {
+            "atoms_at_max": int(np.sum(w >= self.hi - tol)),
+            "atoms_at_min": int(np.sum(w <= self.lo + tol)),
+            "clusters_at_cap": [_jsonable(x) for x in at_cap],
+        }
+
+    # ------------------------------------------------------------------ LP data
+    def inequality_matrix(self) -> tuple[sparse.csc_matrix, np.ndarray]:
+        """Cluster rows of ``A w <= b``: A (G, n) 0/1 sparse, b (G,) = C. Cached."""
+        if "cluster_A" not in self._cache:
+            n = self.n_atoms
+            a = sparse.csc_matrix(
+                (np.ones(n), (self.codes, np.arange(n))), shape=(self.n_groups, n)
+            )
+            self._cache["cluster_A"] = (a, np.full(self.n_groups, self.cluster_cap))
+        return self._cache["cluster_A"]
+
+    # ------------------------------------------------------------------ projection
+    def _root(
+        self,
+        v: np.ndarray,
+        codes: np.ndarray,
+        n_groups: int,
+        target: np.ndarray,
+        floor: np.ndarray | None = None,
+        fixed: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Per group g solve Σ_{i in g} clip(v_i − max(t_g, floor_i), lo_i, hi_i) = target_g.
+
+        Vectorised bisection over all groups at once, then the closed-form polish (step 4).
+        ``fixed`` (per group, added to the left side) carries the mass of capped clusters
+        when solving for τ. Assumes Σ lo <= target <= Σ hi per group (checked by callers).
+        """
+        lo, hi = self.lo, self.hi
+        base = np.zeros(n_groups) if fixed is None else fixed
+        flo = np.full(v.size, -np.inf) if floor is None else floor
+        t_lo = np.full(n_groups, np.min(v - hi) - 1.0)
+        t_hi = np.full(n_groups, np.max(v - lo) + 1.0)
+
+        def total(t: np.ndarray) -> np.ndarray:
+            x = np.clip(v - np.maximum(t[codes], flo), lo, hi)
+            return _group_sums(x, codes, n_groups) + base
+
+        for _ in range(_BISECTION_STEPS):
+            mid = 0.5 * (t_lo + t_hi)
+            if np.all((mid == t_lo) | (mid == t_hi)):
+                break
+            above = total(mid) > target
+            t_lo = np.where(above, mid, t_lo)
+            t_hi = np.where(above, t_hi, mid)
+        t = 0.5 * (t_lo + t_hi)
+        # Polish on the linear piece containing t: atoms floored by a capped cluster (flo > t)
+        # and atoms clipped at a bound are constant there; the rest move one-for-one with t.
+        shift = v - np.maximum(t[codes], flo)
+        free = (flo < t[codes]) & (shift > lo) & (shift < hi)
+        const = np.where(free, 0.0, np.clip(shift, lo, hi))
+        n_free = _group_sums(free.astype(float), codes, n_groups)
+        s_free = _group_sums(np.where(free, v, 0.0), codes, n_groups)
+        s_const = _group_sums(const, codes, n_groups) + base
+        with np.errstate(divide="ignore", invalid="ignore"):
+            exact = (s_free + s_const - target) / n_free
+        return np.where(n_free > 0, exact, t)
+
+    def project(self, v: np.ndarray) -> np.ndarray:
+        """Exact Euclidean projection of v (n,) onto W; returns w (n,) in W to ~1e-15."""
+        v = np.asarray(v, dtype=float)
+        if v.shape != (self.n_atoms,):
+            raise ValueError(f"project expects shape ({self.n_atoms},); got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError("project got non-finite values; nothing to project")
+        g, c, codes = self.n_groups, self.cluster_cap, self.codes
+        hi_g = _group_sums(self.hi, codes, g)
+        can_cap = hi_g > c
+        # Step 2: per-cluster threshold t_g* at which the cluster holds exactly C.
+        t_star = np.full(g, -np.inf)
+        if can_cap.any():
+            roots = self._root(v, codes, g, np.full(g, c))
+            t_star = np.where(can_cap, roots, -np.inf)
+        # Step 3: one global τ; F is one "group" over all atoms, floors = t_g* per atom.
+        floor = t_star[codes]
+        tau = self._root(v, np.zeros(v.size, dtype=np.int64), 1, np.ones(1), floor=floor)[0]
+        # Clusters whose t_g* lies above τ are pinned at C; their atoms use t_g*.
+        return np.clip(v - np.maximum(tau, floor), self.lo, self.hi)
+
+
+def _jsonable(x: object) -> object:
+    if isinstance(x, np.generic):
+        return x.item()
+    return x if isinstance(x, int | float | str | bool) else str(x)

@@ -1,0 +1,80 @@
+"""HRP kernel against skfolio's HierarchicalRiskParity and scipy's optimal leaf ordering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.cluster import hierarchy as sch
+from scipy.spatial import distance as ssd
+
+from portflow.alpha import hrp
+
+
+def _returns(n, t, seed, k=3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(t, k)) @ rng.normal(size=(k, n)) * 0.01
+    return x + rng.normal(size=(t, n)) * 0.01 * rng.uniform(0.5, 2.0, n)
+
+
+def _ours(x, method):
+    tree = hrp.seriate(hrp.correlation_distance(x), method)
+    return hrp.hrp_weights(np.cov(x, rowvar=False, ddof=1), tree.order)
+
+
+def _skfolio(x, method):
+    from skfolio.cluster import HierarchicalClustering, LinkageMethod
+    from skfolio.distance import PearsonDistance
+    from skfolio.measures import RiskMeasure
+    from skfolio.optimization import HierarchicalRiskParity
+    from skfolio.prior import EmpiricalPrior
+    from skfolio.seriation import HierarchicalSeriation
+
+    model = HierarchicalRiskParity(
+        risk_measure=RiskMeasure.VARIANCE,
+        prior_estimator=EmpiricalPrior(),
+        distance_estimator=PearsonDistance(),
+        seriation_estimator=HierarchicalSeriation(
+            hierarchical_clustering_estimator=HierarchicalClustering(
+                linkage_method=LinkageMethod(method)
+            ),
+            optimal_ordering=True,
+        ),
+    )
+    return model.fit(x).weights_
+
+
+@pytest.mark.parametrize("method", ["ward", "single", "average", "complete"])
+@pytest.mark.parametrize(("n", "t", "seed"), [(2, 30, 0), (5, 60, 1), (20, 365, 2), (60, 250, 3)])
+def test_hrp_equals_skfolio(method, n, t, seed):
+    x = _returns(n, t, seed)
+    assert np.max(np.abs(_ours(x, method) - _skfolio(x, method))) <= 1e-10
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_optimal_leaf_ordering_equals_scipy(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 70))
+    x = _returns(n, int(rng.integers(n + 2, 300)), seed, k=int(rng.integers(1, 5)))
+    if seed % 5 == 0:
+        x = np.round(x, 2)  # ties in the distances
+    condensed = ssd.squareform(hrp.correlation_distance(x), checks=False)
+    for method in ("ward", "average"):
+        link = sch.linkage(condensed, method)
+        assert np.array_equal(
+            hrp.optimal_leaf_ordering(link, condensed), sch.optimal_leaf_ordering(link, condensed)
+        )
+
+
+def test_degenerate_distance_and_weights():
+    x = _returns(5, 100, 7)
+    x[:, 1] = x[:, 0]
+    x[:, 4] = 0.0
+    d = hrp.correlation_distance(x)
+    assert np.isfinite(d).all()
+    assert d[0, 1] < 1e-7  # rho = 1 up to rounding
+    assert d[4, 0] == pytest.approx(np.sqrt(0.5))
+    with pytest.raises(ValueError, match="positive finite variances"):
+        _ours(x, "ward")
+    w = _ours(x[:, :4], "ward")
+    assert w.sum() == pytest.approx(1.0, abs=1e-15) and (w > 0).all()
+    assert hrp.hrp_weights(np.array([[0.04]]), np.array([0])).tolist() == [1.0]
