@@ -49,9 +49,10 @@ def portflow(*args: str, data_dir: Path, config_dir: Path | None = None,
 
 @pytest.fixture(scope="session")
 def phase1_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir after `flow-data --profile crypto_long` at the pinned clock (built once)."""
+    """A data dir after `flow-data --profile crypto_meta` (crypto_long + crypto_short, one
+    liquid universe) at the pinned clock, built once per session."""
     data = tmp_path_factory.mktemp("phase1") / "data"
-    portflow("flow-data", "--profile", "crypto_long", "--run-id", "base", data_dir=data,
+    portflow("flow-data", "--profile", "crypto_meta", "--run-id", "base", data_dir=data,
              check=True)
     return data
 

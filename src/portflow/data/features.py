@@ -1,8 +1,220 @@
-"""feature-ingest and feature-backfill (SPEC §5): wired in once the ratings engine lands."""
+"""feature-ingest and feature-backfill (SPEC §5): technical ratings into the lakehouse.
+
+feature-ingest — today's ratings per candidate symbol:
+1. Ask the provider (`technicals`); TradingView has them, the synthetic market has none.
+2. Otherwise compute them from the symbol's stored bars (the value at its last stored bar).
+3. Store one dated snapshot `features/technicals/date=<clock>/part-<run>.parquet`.
+
+feature-backfill — the ratings history of every healthy symbol, `features_matrix.parquet`:
+1. The set: symbols whose Phase-1 health is `healthy` (toxic, stale, flat and gappy symbols
+   stay out; quarantined data is never in the OHLCV files to begin with).
+2. Incremental: each symbol's OHLCV file is fingerprinted (sha256 of its bytes); the
+   fingerprints of the last build are kept in the matrix file's own metadata, so a symbol
+   whose bars did not change keeps its old rows and only changed or new symbols are
+   recomputed. Ratings at t use bars <= t only, so appending bars never changes old rows
+   of a recomputed symbol either (tested).
+3. Bounded memory: symbols are processed in sorted chunks of `CHUNK_SYMBOLS`, each chunk's
+   rows written as one row group of a streaming parquet writer into a temp file, renamed
+   over the old matrix at the end (atomic). Peak memory ~ one chunk, not the whole matrix.
+4. Long format, sorted by (symbol, timestamp), one row per stored bar: `timestamp`, `symbol`,
+   `recommend_all`, `recommend_ma`, `recommend_other` (float64, NaN = no value yet).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
-STEPS: dict[str, Callable[..., dict[str, Any]]] = {}
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from portflow.lakehouse.atomic import TEMP_PREFIX, write_parquet
+from portflow.lakehouse.store import Lakehouse
+from portflow.ratings.panel import frames_panel, last_values, rate
+
+CHUNK_SYMBOLS = 250
+RATING_COLUMNS = ["recommend_all", "recommend_ma", "recommend_other"]
+MATRIX_SCHEMA = pa.schema(
+    [
+        ("timestamp", pa.timestamp("ns", tz="UTC")),
+        ("symbol", pa.string()),
+        *((c, pa.float64()) for c in RATING_COLUMNS),
+    ]
+)
+_META_KEY = b"portflow.fingerprints"
+
+
+def file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:20]
+
+
+def _rows(symbol: str, bars: pd.DataFrame, ratings: Any, j: int) -> pa.Table:
+    n = len(bars)
+    cols = {
+        "timestamp": pa.array(bars["timestamp"].to_numpy(dtype="datetime64[ns]"),
+                              type=pa.timestamp("ns", tz="UTC")),
+        "symbol": pa.array([symbol] * n, type=pa.string()),
+    }
+    for c in RATING_COLUMNS:
+        cols[c] = pa.array(getattr(ratings, c)[:n, j].astype(np.float64))
+    return pa.table(cols, schema=MATRIX_SCHEMA)
+
+
+def read_fingerprints(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    meta = pq.read_metadata(path).metadata or {}
+    raw = meta.get(_META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
+             chunk_symbols: int = CHUNK_SYMBOLS) -> dict[str, int]:
+    """Steps 1-4 for `sources` = [(provider, timeframe, symbol)] of healthy symbols."""
+    target = lake.features_matrix_path
+    old = read_fingerprints(target)
+    old_ds = ds.dataset(target) if target.exists() else None
+    todo = sorted(set(sources), key=lambda s: s[2])
+    fps: dict[str, str] = {}
+    counts = {"symbols": 0, "recomputed": 0, "kept": 0, "rows": 0}
+    lake.root.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=lake.root)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        writer: pq.ParquetWriter | None = None
+        for start in range(0, len(todo), chunk_symbols):
+            chunk = todo[start:start + chunk_symbols]
+            tables: dict[str, pa.Table] = {}
+            fresh: list[tuple[str, pd.DataFrame]] = []
+            keep: list[str] = []
+            for provider, tf, symbol in chunk:
+                path = lake.ohlcv_path(provider, tf, symbol)
+                if not path.exists():
+                    continue
+                fp = file_fingerprint(path)
+                fps[symbol] = fp
+                if old_ds is not None and old.get(symbol) == fp:
+                    keep.append(symbol)
+                else:
+                    bars = lake.read_ohlcv(provider, tf, symbol)
+                    assert bars is not None
+                    fresh.append((symbol, bars))
+            if keep and old_ds is not None:
+                kept = old_ds.to_table(filter=ds.field("symbol").isin(keep))
+                for symbol in keep:
+                    tables[symbol] = kept.filter(pc.equal(kept["symbol"], symbol))
+            if fresh:
+                panel, _ = frames_panel([b for _, b in fresh])
+                ratings = rate(panel)
+                for j, (symbol, bars) in enumerate(fresh):
+                    tables[symbol] = _rows(symbol, bars, ratings, j)
+            if not tables:
+                continue
+            table = pa.concat_tables([tables[s] for s in sorted(tables)]).cast(MATRIX_SCHEMA)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
+            writer.write_table(table)
+            counts["recomputed"] += len(fresh)
+            counts["kept"] += len(keep)
+            counts["rows"] += table.num_rows
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
+        writer.add_key_value_metadata({_META_KEY: json.dumps(fps, sort_keys=True).encode()})
+        writer.close()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    counts["symbols"] = len(fps)
+    return counts
+
+
+def snapshot(lake: Lakehouse, provider: Any, timeframe: str,
+             symbols_by_universe: dict[str, list[str]], as_of: pd.Timestamp,
+             run_id: str) -> dict[str, int]:
+    """feature-ingest steps 1-3. Returns counts by source."""
+    frames = []
+    counts = {"symbols": 0, "from_provider": 0, "computed": 0, "no_bars": 0}
+    for universe, symbols in sorted(symbols_by_universe.items()):
+        got = provider.technicals(universe, sorted(symbols), as_of)
+        if got is not None and len(got):
+            got = got.assign(source="provider")
+            frames.append(got)
+            counts["from_provider"] += len(got)
+            symbols = sorted(set(symbols) - set(got["symbol"]))
+        stored = [(s, lake.read_ohlcv(provider.name, timeframe, s)) for s in sorted(symbols)]
+        have = [(s, b) for s, b in stored if b is not None and len(b)]
+        counts["no_bars"] += len(stored) - len(have)
+        if have:
+            panel, n = frames_panel([b for _, b in have])
+            vals = last_values(rate(panel), n)
+            vals.insert(0, "symbol", [s for s, _ in have])
+            vals.insert(1, "timestamp", [b["timestamp"].iloc[-1] for _, b in have])
+            vals["source"] = "computed"
+            frames.append(vals)
+            counts["computed"] += len(have)
+    if frames:
+        out = pd.concat(frames, ignore_index=True)
+        out["provider"] = provider.name
+        out["as_of"] = as_of
+        path = lake.technicals_dir(as_of) / f"part-{run_id}.parquet"
+        write_parquet(out.sort_values("symbol").reset_index(drop=True), path)
+    counts["symbols"] = sum(len(v) for v in symbols_by_universe.values())
+    return counts
+
+
+# -- the Phase-1 step adapters (see portflow.data.flow) ------------------------------------
+
+
+def _by_provider(ctx: Any, sleeves: list[Any], candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    from portflow.data.flow import sleeve_candidates
+
+    out: dict[str, Any] = {}
+    for sleeve in sleeves:
+        provider = ctx.provider(sleeve)
+        universes = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
+        _, _, by_uni = out.setdefault(provider.name, (provider, sleeve.timeframe, {}))
+        for c in sleeve_candidates(candidates, sleeve):
+            uni = next(universes[s] for s in c["scanners"] if s in universes)
+            by_uni.setdefault(uni, set()).add(c["symbol"])
+    return out
+
+
+def step_feature_ingest(ctx: Any, run: Any, sleeves: list[Any],
+                        candidates: list[dict[str, Any]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for provider, tf, by_uni in _by_provider(ctx, sleeves, candidates).values():
+        res = snapshot(ctx.lake, provider, tf, {u: sorted(s) for u, s in by_uni.items()},
+                       ctx.as_of, run.run_id)
+        for k, v in res.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def step_feature_backfill(ctx: Any, run: Any, sleeves: list[Any],
+                          candidates: list[dict[str, Any]]) -> dict[str, int]:
+    """Every healthy symbol of the sleeves' providers (the whole lakehouse, not only the
+    candidates of this run)."""
+    health = ctx.lake.read_health()
+    providers = {ctx.provider(s).name: s.timeframe for s in sleeves}
+    ok = health[(health["status"] == "healthy") & health["provider"].isin(list(providers))]
+    sources = [(p, providers[p], s) for p, s in zip(ok["provider"], ok["symbol"], strict=True)]
+    return backfill(ctx.lake, sources)
+
+
+STEPS = {"feature-ingest": step_feature_ingest, "feature-backfill": step_feature_backfill}

@@ -202,7 +202,7 @@ def step_features(
         log(f"{name}: {NOT_AVAILABLE} (recorded in run.json)")
         return False
     with run.step(name) as counts:
-        counts.update(fn(ctx, sleeves, candidates))
+        counts.update(fn(ctx, run, sleeves, candidates))
     return True
 
 
@@ -220,6 +220,8 @@ def flow_data(ctx: Context, profile: str, run_id: str | None, opts: IngestOption
         step_meta(ctx, run, sleeves, candidates)
         for name in ("feature-ingest", "feature-backfill"):
             step_features(ctx, run, name, sleeves, candidates)
+            c = run.record["steps"][name]["counts"]
+            log(f"{name}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
     return run
 
 

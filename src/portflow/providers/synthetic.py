@@ -66,9 +66,10 @@ kind                  crypto / equity  what
                       EQ0005           2026-04-21, 2026-05-27 (all XNYS sessions: gappy)
 ``flat``              CRY-0007/USDT    from 2026-06-15 on open=high=low=close = the close of
                       EQ0007           the previous bar, volume cut to 30% (flat, stale feed)
-``late_listing``      CRY-0009/USDT    first bar 2026-01-05
-                      EQ0009
-``late_listing``      CRY-0013/USDT    first bar 2026-03-02
+``late_listing``      CRY-0009/USDT    first bar 2025-09-15: at a 2026-06-30 clock it has more
+                      EQ0009           than the 250-bar ratings warm-up (crypto) but less than a
+                                       365-bar selection window
+``late_listing``      CRY-0013/USDT    first bar 2026-07-13 (young at clocks late in 2026)
                       EQ0013
 ``delisting``         CRY-0015/USDT    last bar 2026-06-17; the scan keeps listing it with its
                       EQ0015           last values for 30 days (stale)
@@ -252,8 +253,8 @@ def _default_pathologies(universe: str) -> tuple[PlantedPathology, ...]:
             ("2026-02-10", "2026-03-17", "2026-03-18", "2026-04-21", "2026-05-27"),
         ),
         PlantedPathology(name(7), "flat", ("2026-06-15",)),
-        PlantedPathology(name(9), "late_listing", ("2026-01-05",)),
-        PlantedPathology(name(13), "late_listing", ("2026-03-02",)),
+        PlantedPathology(name(9), "late_listing", ("2025-09-15",)),
+        PlantedPathology(name(13), "late_listing", ("2026-07-13",)),
         PlantedPathology(name(15), "delisting", ("2026-06-17",)),
         PlantedPathology(name(17), "delisting", ("2026-11-18",)),
     ]
@@ -832,15 +833,18 @@ class SyntheticProvider:
     def _rating_fields(
         self, universe: str, symbols: list[str], bars: dict[str, np.ndarray]
     ) -> pd.DataFrame:
-        """adx and recommend_* for the scan, one row per symbol (NaN until ratings are wired).
+        """adx and recommend_* for the scan, one row per symbol, from the ratings engine over
+        each symbol's own bars (a missing day is not a bar) as of its last closed bar.
 
         bars: open/high/low/close/volume arrays (rows = the universe's days up to and including
         the last closed bar, columns = ``symbols``), NaN where a symbol has no bar.
         """
-        nan = np.full(len(symbols), np.nan)
-        return pd.DataFrame(
-            {"adx": nan, "recommend_all": nan, "recommend_ma": nan, "recommend_other": nan}
-        )
+        from portflow.ratings.panel import last_values, left_align, rate
+
+        panel, counts = left_align(bars)
+        return last_values(rate(panel), counts)[
+            ["adx", "recommend_all", "recommend_ma", "recommend_other"]
+        ].reset_index(drop=True)
 
     def _forming_bar(self, panel: _Panel, j: int, k: int) -> list[float]:
         """The partial bar of row k (step 9): open, high and low so far, a mid-day close."""

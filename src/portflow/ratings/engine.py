@@ -1,0 +1,658 @@
+"""TradingView technical ratings (Pine ``TechnicalRating`` v3, SPEC §5) for a panel of symbols.
+
+Input layout: five float64 arrays of shape (T, N), one column per symbol holding that symbol's
+own consecutive stored bars from row 0, NaN after its last bar. A missing calendar day is not a
+bar, so there is no gap inside a column.
+
+Algorithm (``compute_ratings``):
+
+1. Validate once per column (numba, parallel): the bar count ``n_j`` is the number of leading
+   rows with a non-NaN close; every later close must be NaN (else ``ValueError``: bars must be
+   left-aligned) and open/high/low/close must be finite in the first ``n_j`` rows. Volume may be
+   NaN or 0; VWMA is then absent for the windows that hold it.
+2. Spread columns over threads (``numba.prange``). Each thread copies its column's ``n_j`` bars
+   into contiguous scratch, so inputs may be read-only, strided or F-ordered views without a
+   copy of the panel, and only outputs are written back: peak memory is the inputs, the outputs
+   and O(T) scratch per thread.
+3. Per column compute the 26 components with the serial kernels of ``_core`` (the same code the
+   public kernels in ``kernels`` run, so testing those tests these) and turn each into a vote
+   per bar: +1 buy, -1 sell, 0 neutral, or absent (``VOTE_ABSENT``) while any value the rule
+   reads (including the previous bar for "rising", and ``[k]`` look-backs) is not yet
+   available. Rising means strictly greater than the previous bar.
+4. ``recommend_ma`` = mean of the available votes among the 15 MA components,
+   ``recommend_other`` = mean of the available votes among the 11 oscillators (NaN when none),
+   ``recommend_all`` = mean of the two when both exist, else the one that exists.
+5. ADX 14 and ±DI 14, computed for the DMI vote anyway, are returned too (selection and the
+   scanner use them).
+
+The vote rules are exactly SPEC §5's; see ``COMPONENT_NAMES`` for the order of ``votes``.
+The exact-tie guarantees are documented in ``portflow.ratings._core``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import prange, types
+from numpy.typing import ArrayLike, NDArray
+
+from portflow.ratings import _core as k
+from portflow.ratings._jit import F8_2D_IN, F8_2D_OUT, Pinned, jit, pjit
+
+#: Sentinel in ``Ratings.votes`` for a component that cannot vote yet (or padding).
+VOTE_ABSENT = -128
+
+#: Component order of ``Ratings.votes``: 15 moving averages, then 11 oscillators.
+COMPONENT_NAMES: tuple[str, ...] = (
+    "sma_10",
+    "sma_20",
+    "sma_30",
+    "sma_50",
+    "sma_100",
+    "sma_200",
+    "ema_10",
+    "ema_20",
+    "ema_30",
+    "ema_50",
+    "ema_100",
+    "ema_200",
+    "hma_9",
+    "vwma_20",
+    "ichimoku_9_26_52",
+    "rsi_14",
+    "stoch_14_3_3",
+    "cci_20",
+    "dmi_14_14",
+    "ao",
+    "mom_10",
+    "macd_12_26_9",
+    "stoch_rsi_3_3_14_14",
+    "williams_r_14",
+    "bull_bear_power_13",
+    "uo_7_14_28",
+)
+N_MA = 15
+N_COMPONENTS = len(COMPONENT_NAMES)
+
+#: Labels of ``bucket`` in increasing order of the rating.
+BUCKET_LABELS: tuple[str, ...] = ("strong sell", "sell", "neutral", "buy", "strong buy")
+
+_MA_LENGTHS = (10, 20, 30, 50, 100, 200)
+
+
+# ---------------------------------------------------------------------------------------------
+# vote rules (serial, one column)
+
+
+@jit
+def _vote_ma(ma, c, out):
+    for t in range(c.shape[0]):
+        m = ma[t]
+        if m != m:
+            out[t] = VOTE_ABSENT
+        elif m < c[t]:
+            out[t] = 1
+        elif m > c[t]:
+            out[t] = -1
+        else:
+            out[t] = 0
+
+
+@jit
+def _vote_sma_from_prefix(c, ph, pl, run, n, out):
+    """MA vote of SMA(c, n) straight from ``prefix_sums`` of NaN-free close (one pass)."""
+    for t in range(c.shape[0]):
+        if t < n - 1:
+            out[t] = VOTE_ABSENT
+            continue
+        if run[t] >= n:
+            out[t] = 0  # the SMA of identical closes is the close
+            continue
+        if t >= n:
+            m = ((ph[t] - ph[t - n]) + (pl[t] - pl[t - n])) / n
+        else:
+            m = (ph[t] + pl[t]) / n
+        out[t] = 1 if m < c[t] else (-1 if m > c[t] else 0)
+
+
+@jit
+def _vote_ichimoku(c, conv, base, l1, l2, out):
+    for t in range(c.shape[0]):
+        if conv[t] != conv[t] or base[t] != base[t] or l1[t] != l1[t] or l2[t] != l2[t]:
+            out[t] = VOTE_ABSENT
+        elif l1[t] > l2[t] and base[t] > l1[t] and conv[t] > base[t] and c[t] > conv[t]:
+            out[t] = 1
+        elif l1[t] < l2[t] and base[t] < l1[t] and conv[t] < base[t] and c[t] < conv[t]:
+            out[t] = -1
+        else:
+            out[t] = 0
+
+
+@jit
+def _vote_band_turn(x, lo, hi, out):
+    """Buy below ``lo`` and rising, sell above ``hi`` and falling (RSI, CCI, Williams %R)."""
+    for t in range(x.shape[0]):
+        a = x[t]
+        b = x[t - 1] if t > 0 else np.nan
+        if a != a or b != b:
+            out[t] = VOTE_ABSENT
+        elif a < lo and a > b:
+            out[t] = 1
+        elif a > hi and a < b:
+            out[t] = -1
+        else:
+            out[t] = 0
+
+
+@jit
+def _vote_stoch(kk, d, c, trend, use_trend, out):
+    """Stochastic rule; with ``use_trend`` (Stoch RSI) buys need close < EMA50, sells >."""
+    for t in range(c.shape[0]):
+        a = kk[t]
+        b = d[t]
+        m = trend[t]
+        if a != a or b != b or (use_trend and m != m):
+            out[t] = VOTE_ABSENT
+        elif a < 20.0 and b < 20.0 and a > b and (not use_trend or c[t] < m):
+            out[t] = 1
+        elif a > 80.0 and b > 80.0 and a < b and (not use_trend or c[t] > m):
+            out[t] = -1
+        else:
+            out[t] = 0
+
+
+@jit
+def _vote_dmi(adx, plus, minus, out):
+    for t in range(adx.shape[0]):
+        a = adx[t]
+        a1 = adx[t - 1] if t > 0 else np.nan
+        if a != a or a1 != a1 or plus[t] != plus[t] or minus[t] != minus[t]:
+            out[t] = VOTE_ABSENT
+        elif a > 20.0 and a > a1 and plus[t] > minus[t]:
+            out[t] = 1
+        elif a > 20.0 and a > a1 and plus[t] < minus[t]:
+            out[t] = -1
+        else:
+            out[t] = 0
+
+
+@jit
+def _vote_ao(x, out):
+    """Zero-line cross or saucer; needs AO, AO[1] and AO[2]."""
+    for t in range(x.shape[0]):
+        if t < 2 or x[t] != x[t] or x[t - 1] != x[t - 1] or x[t - 2] != x[t - 2]:
+            out[t] = VOTE_ABSENT
+            continue
+        a0 = x[t]
+        a1 = x[t - 1]
+        a2 = x[t - 2]
+        if (a0 > 0.0 and a1 <= 0.0) or (a0 > 0.0 and a1 > 0.0 and a0 > a1 and a2 > a1):
+            out[t] = 1
+        elif (a0 < 0.0 and a1 >= 0.0) or (a0 < 0.0 and a1 < 0.0 and a0 < a1 and a2 < a1):
+            out[t] = -1
+        else:
+            out[t] = 0
+
+
+@jit
+def _vote_turn(x, out):
+    """Buy when rising, sell when falling (momentum)."""
+    for t in range(x.shape[0]):
+        a = x[t]
+        b = x[t - 1] if t > 0 else np.nan
+        if a != a or b != b:
+            out[t] = VOTE_ABSENT
+        elif a > b:
+            out[t] = 1
+        elif a < b:
+            out[t] = -1
+        else:
+            out[t] = 0
+
+
+@jit
+def _vote_above(x, y, out):
+    """Buy when x > y, sell when x < y (MACD line vs signal)."""
+    for t in range(x.shape[0]):
+        if x[t] != x[t] or y[t] != y[t]:
+            out[t] = VOTE_ABSENT
+        elif x[t] > y[t]:
+            out[t] = 1
+        elif x[t] < y[t]:
+            out[t] = -1
+        else:
+            out[t] = 0
+
+
+@jit
+def _vote_bbp(bull, bear, c, trend, out):
+    for t in range(c.shape[0]):
+        if t == 0 or trend[t] != trend[t] or bear[t] != bear[t] or bear[t - 1] != bear[t - 1]:
+            out[t] = VOTE_ABSENT
+        elif c[t] > trend[t] and bear[t] < 0.0 and bear[t] > bear[t - 1]:
+            out[t] = 1
+        elif c[t] < trend[t] and bull[t] > 0.0 and bull[t] < bull[t - 1]:
+            out[t] = -1
+        else:
+            out[t] = 0
+
+
+@jit
+def _vote_level(x, buy_above, sell_below, out):
+    """Buy above a level, sell below another (Ultimate Oscillator)."""
+    for t in range(x.shape[0]):
+        a = x[t]
+        if a != a:
+            out[t] = VOTE_ABSENT
+        elif a > buy_above:
+            out[t] = 1
+        elif a < sell_below:
+            out[t] = -1
+        else:
+            out[t] = 0
+
+
+# Tuples, not arrays: numba freezes global tuples into the code, while global arrays make a
+# function uncacheable ("dynamic globals").
+_EMA_LENGTHS = (10, 20, 30, 50, 100, 200, 12, 26, 13)
+_SHIFTS_14_FROM_9 = (0, 5)
+_SHIFTS_26_FROM_9 = (0, 9, 17)
+_SHIFTS_52_FROM_26 = (0, 26)
+
+
+@jit
+def _rate_column(h, lo, c, v, votes, adx, plus, minus):
+    """All 26 votes of one symbol: inputs (n,) float64, ``votes`` (26, n) int8, DMI (n,).
+
+    Lengths are passed as ``i64(...)``: numba would otherwise compile a separate specialisation
+    of a kernel for every integer literal it is called with (it doubled the cold compile).
+    """
+    i64 = np.int64
+    n = c.shape[0]
+    a = np.empty(n)
+    b = np.empty(n)
+    r = np.empty(n)
+    t1 = np.empty(n)
+    t2 = np.empty(n)
+
+    # Six SMAs of close share one prefix pass.
+    ph = np.empty(n)
+    pl = np.empty(n)
+    nan_count = np.empty(n, np.int64)
+    run = np.empty(n, np.int64)
+    k.prefix_sums(c, ph, pl, nan_count, run)
+    for i in range(6):
+        _vote_sma_from_prefix(c, ph, pl, run, _MA_LENGTHS[i], votes[i])
+    emas = np.empty((len(_EMA_LENGTHS), n))
+    k.ema_bank(c, _EMA_LENGTHS, emas)
+    for i in range(6):
+        _vote_ma(emas[i], c, votes[6 + i])
+    e50 = emas[3]
+    k.hma(c, i64(9), a)
+    _vote_ma(a, c, votes[12])
+    k.vwma(c, v, i64(20), a)
+    _vote_ma(a, c, votes[13])
+
+    # Every high/low window extreme (9, 14, 26, 52) from the 9-bar ones, exactly.
+    hh9 = np.empty(n)
+    ll9 = np.empty(n)
+    k.rolling_extreme(h, i64(9), hh9, True)
+    k.rolling_extreme(lo, i64(9), ll9, False)
+    hh = np.empty(n)
+    ll = np.empty(n)
+    k.combine_extreme(hh9, _SHIFTS_26_FROM_9, True, hh)
+    k.combine_extreme(ll9, _SHIFTS_26_FROM_9, False, ll)
+    k.combine_extreme(hh, _SHIFTS_52_FROM_26, True, t1)
+    k.combine_extreme(ll, _SHIFTS_52_FROM_26, False, t2)
+    conv = a
+    base = b
+    for t in range(n):
+        conv[t] = (hh9[t] + ll9[t]) / 2.0
+        base[t] = (hh[t] + ll[t]) / 2.0
+        t2[t] = (t1[t] + t2[t]) / 2.0  # lead2
+        t1[t] = (conv[t] + base[t]) / 2.0  # lead1
+    # The cloud at t is lead1/lead2 displaced 26 bars: lead[t - 26].
+    l1d = hh
+    l2d = ll
+    for t in range(n):
+        l1d[t] = t1[t - 26] if t >= 26 else np.nan
+        l2d[t] = t2[t - 26] if t >= 26 else np.nan
+    _vote_ichimoku(c, conv, base, l1d, l2d, votes[14])
+
+    k.rsi(c, i64(14), r)
+    _vote_band_turn(r, 30.0, 70.0, votes[15])
+    # Stochastic and Williams %R share the 14-bar extremes.
+    k.combine_extreme(hh9, _SHIFTS_14_FROM_9, True, hh)
+    k.combine_extreme(ll9, _SHIFTS_14_FROM_9, False, ll)
+    k.stoch_raw_from(c, hh, ll, t1)
+    k.sma(t1, i64(3), a)
+    k.sma(a, i64(3), b)
+    _vote_stoch(a, b, c, e50, False, votes[16])
+    k.williams_r_from(c, hh, ll, a)
+    _vote_band_turn(a, -80.0, -20.0, votes[23])
+    k.cci(c, i64(20), a)
+    _vote_band_turn(a, -100.0, 100.0, votes[17])
+    k.dmi(h, lo, c, i64(14), i64(14), plus, minus, adx)
+    _vote_dmi(adx, plus, minus, votes[18])
+    k.ao(h, lo, i64(5), i64(34), a)
+    _vote_ao(a, votes[19])
+    k.mom(c, i64(10), a)
+    _vote_turn(a, votes[20])
+    # MACD from the banked EMA12/EMA26 (same SMA seeds as k.macd).
+    for t in range(n):
+        a[t] = emas[6, t] - emas[7, t]
+    k.ema(a, i64(9), b)
+    _vote_above(a, b, votes[21])
+    k.stoch(r, r, r, i64(14), i64(3), i64(3), a, b)
+    _vote_stoch(a, b, c, e50, True, votes[22])
+    for t in range(n):
+        a[t] = h[t] - emas[8, t]
+        b[t] = lo[t] - emas[8, t]
+    _vote_bbp(a, b, c, e50, votes[24])
+    k.ultimate_oscillator(h, lo, c, i64(7), i64(14), i64(28), a)
+    _vote_level(a, 70.0, 30.0, votes[25])
+
+
+# ---------------------------------------------------------------------------------------------
+# panel kernels (parallel over symbols)
+
+
+@pjit
+def _bar_counts_panel(o, h, lo, c, counts, bad_bar, bad_pad):
+    n_rows = c.shape[0]
+    for j in prange(c.shape[1]):
+        n = 0
+        while n < n_rows and c[n, j] == c[n, j]:
+            n += 1
+        counts[j] = n
+        bad = -1
+        for t in range(n):
+            if not (
+                np.isfinite(o[t, j])
+                and np.isfinite(h[t, j])
+                and np.isfinite(lo[t, j])
+                and np.isfinite(c[t, j])
+            ):
+                bad = t
+                break
+        bad_bar[j] = bad
+        pad = -1
+        for t in range(n, n_rows):
+            if c[t, j] == c[t, j]:
+                pad = t
+                break
+        bad_pad[j] = pad
+
+
+#: Columns handled together by one thread: 8 float64 = one 64-byte cache line per row, so
+#: reading a block of C-ordered (T, N) inputs row by row uses whole cache lines instead of one
+#: 8-byte word per line (a per-column copy made the engine memory bound, ~2x slower).
+_BLOCK = 8
+
+
+@jit
+def _combine_votes(votes, ra, rm, ro):
+    """Group means of the present votes (26, n) -> recommend_all/ma/other (n,)."""
+    n = votes.shape[1]
+    ma_sum = np.zeros(n, np.int32)
+    ma_cnt = np.zeros(n, np.int32)
+    os_sum = np.zeros(n, np.int32)
+    os_cnt = np.zeros(n, np.int32)
+    # Component-major, branch-free loops vectorise; a per-bar loop over 26 components did not.
+    for i in range(N_COMPONENTS):
+        s = ma_sum if i < N_MA else os_sum
+        c = ma_cnt if i < N_MA else os_cnt
+        row = votes[i]
+        for t in range(n):
+            present = row[t] != VOTE_ABSENT
+            s[t] += np.int32(row[t]) * present
+            c[t] += present
+    for t in range(n):
+        r_ma = ma_sum[t] / ma_cnt[t] if ma_cnt[t] > 0 else np.nan
+        r_os = os_sum[t] / os_cnt[t] if os_cnt[t] > 0 else np.nan
+        if ma_cnt[t] > 0 and os_cnt[t] > 0:
+            ra[t] = (r_ma + r_os) / 2.0
+        elif ma_cnt[t] > 0:
+            ra[t] = r_ma
+        else:
+            ra[t] = r_os
+        rm[t] = r_ma
+        ro[t] = r_os
+
+
+@jit
+def _rate_block(n_bars, hb, lb, cb, vb, ra, rm, ro, ax, px, mx, vb_out, want_votes):
+    """Rate the columns of one block; inputs and outputs (B, n_max), votes (B, 26, n_max)."""
+    for jj in range(n_bars.shape[0]):
+        n = n_bars[jj]
+        col_votes = np.empty((N_COMPONENTS, n), np.int8)
+        _rate_column(
+            hb[jj, :n],
+            lb[jj, :n],
+            cb[jj, :n],
+            vb[jj, :n],
+            col_votes,
+            ax[jj, :n],
+            px[jj, :n],
+            mx[jj, :n],
+        )
+        _combine_votes(col_votes, ra[jj, :n], rm[jj, :n], ro[jj, :n])
+        if want_votes:
+            vb_out[jj, :, :n] = col_votes
+
+
+@pjit
+def _ratings_panel(
+    h, lo, c, v, counts, want_votes, rec_all, rec_ma, rec_oth, adx, plus, minus, votes
+):
+    n_rows = c.shape[0]
+    n_cols = c.shape[1]
+    n_blocks = (n_cols + _BLOCK - 1) // _BLOCK
+    for blk in prange(n_blocks):
+        j0 = blk * _BLOCK
+        width = min(_BLOCK, n_cols - j0)
+        n_bars = counts[j0 : j0 + width]
+        n_max = 0
+        for jj in range(width):
+            n_max = max(n_max, n_bars[jj])
+        ins = np.empty((4, width, n_max))
+        for t in range(n_max):
+            for jj in range(width):
+                if t < n_bars[jj]:
+                    ins[0, jj, t] = h[t, j0 + jj]
+                    ins[1, jj, t] = lo[t, j0 + jj]
+                    ins[2, jj, t] = c[t, j0 + jj]
+                    ins[3, jj, t] = v[t, j0 + jj]
+        outs = np.empty((6, width, n_max))
+        vb = np.empty((width if want_votes else 0, N_COMPONENTS, n_max), np.int8)
+        _rate_block(
+            n_bars,
+            ins[0],
+            ins[1],
+            ins[2],
+            ins[3],
+            outs[0],
+            outs[1],
+            outs[2],
+            outs[3],
+            outs[4],
+            outs[5],
+            vb,
+            want_votes,
+        )
+        for t in range(n_rows):
+            for jj in range(width):
+                j = j0 + jj
+                if t < n_bars[jj]:
+                    rec_all[t, j] = outs[0, jj, t]
+                    rec_ma[t, j] = outs[1, jj, t]
+                    rec_oth[t, j] = outs[2, jj, t]
+                    adx[t, j] = outs[3, jj, t]
+                    plus[t, j] = outs[4, jj, t]
+                    minus[t, j] = outs[5, jj, t]
+                else:
+                    rec_all[t, j] = np.nan
+                    rec_ma[t, j] = np.nan
+                    rec_oth[t, j] = np.nan
+                    adx[t, j] = np.nan
+                    plus[t, j] = np.nan
+                    minus[t, j] = np.nan
+        if want_votes:
+            for i in range(N_COMPONENTS):
+                for t in range(n_rows):
+                    for jj in range(width):
+                        votes[i, t, j0 + jj] = vb[jj, i, t] if t < n_bars[jj] else VOTE_ABSENT
+
+
+_I8_1D = types.Array(types.int64, 1, "C")
+_BAR_COUNTS = Pinned(_bar_counts_panel, (F8_2D_IN,) * 4 + (_I8_1D,) * 3)
+_RATINGS = Pinned(
+    _ratings_panel,
+    (F8_2D_IN,) * 4
+    + (_I8_1D, types.boolean)
+    + (F8_2D_OUT,) * 6
+    + (types.Array(types.int8, 3, "C"),),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+@dataclass(frozen=True, slots=True)
+class Ratings:
+    """Ratings of a panel; every (T, N) array is aligned with the inputs' rows and columns.
+
+    recommend_all, recommend_ma, recommend_other: (T, N) float64 in [-1, 1]; NaN where no vote
+        of the group is available yet, and in padding rows.
+    adx, plus_di, minus_di: (T, N) float64, Pine ``ta.dmi(14, 14)`` in points (0-100).
+    n_bars: (N,) int64, number of bars of each column.
+    votes: (26, T, N) int8 in {-1, 0, +1, VOTE_ABSENT}, or None unless requested;
+        ``component_names[i]`` names ``votes[i]``. 1-D inputs give (T,) and (26, T) arrays.
+    """
+
+    recommend_all: NDArray[np.float64]
+    recommend_ma: NDArray[np.float64]
+    recommend_other: NDArray[np.float64]
+    adx: NDArray[np.float64]
+    plus_di: NDArray[np.float64]
+    minus_di: NDArray[np.float64]
+    n_bars: NDArray[np.int64]
+    votes: NDArray[np.int8] | None = None
+    component_names: tuple[str, ...] = COMPONENT_NAMES
+
+
+def _input(x: ArrayLike, name: str) -> NDArray[np.float64]:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected shape (T,) or (T, N), got {a.shape}")
+    return a
+
+
+def compute_ratings(
+    open_: ArrayLike,
+    high: ArrayLike,
+    low: ArrayLike,
+    close: ArrayLike,
+    volume: ArrayLike,
+    *,
+    with_components: bool = False,
+) -> Ratings:
+    """Technical ratings of every symbol column, point-in-time (row t uses rows <= t only).
+
+    open_, high, low, close, volume: float64 (T, N) (or (T,) for one symbol), prices in quote
+        currency, volume in units; column j is symbol j's consecutive bars from row 0 with NaN
+        rows after its last bar. Any layout and read-only views are accepted without a copy.
+    with_components: also return the 26 per-component votes (26 bytes per cell).
+
+    Raises ``ValueError`` when shapes differ, a column has a bar after its NaN padding, or a
+    price inside a column's bars is not finite. Too few bars is not an error: the votes stay
+    absent and the ratings NaN.
+    """
+    arrays = [
+        _input(x, name)
+        for x, name in (
+            (open_, "open_"),
+            (high, "high"),
+            (low, "low"),
+            (close, "close"),
+            (volume, "volume"),
+        )
+    ]
+    one_d = np.ndim(close) == 1
+    shape = arrays[3].shape
+    for a, name in zip(arrays, ("open_", "high", "low", "close", "volume"), strict=True):
+        if a.shape != shape:
+            raise ValueError(f"{name} has shape {a.shape} but close has {shape}")
+    o, h, lo, c, v = arrays
+    n_rows, n_cols = shape
+    counts = np.empty(n_cols, np.int64)
+    bad_bar = np.empty(n_cols, np.int64)
+    bad_pad = np.empty(n_cols, np.int64)
+    _BAR_COUNTS(o, h, lo, c, counts, bad_bar, bad_pad)
+    if (bad_pad >= 0).any():
+        j = int(np.flatnonzero(bad_pad >= 0)[0])
+        raise ValueError(
+            f"column {j}: close is NaN at row {counts[j]} but a bar follows at row "
+            f"{bad_pad[j]}; bars must be consecutive from row 0 with NaN only after the last"
+        )
+    if (bad_bar >= 0).any():
+        j = int(np.flatnonzero(bad_bar >= 0)[0])
+        raise ValueError(
+            f"column {j}, row {bad_bar[j]}: open/high/low/close must be finite inside the "
+            f"symbol's {counts[j]} bars; drop or repair that bar before computing ratings"
+        )
+    outs = [np.empty((n_rows, n_cols)) for _ in range(6)]
+    votes = (
+        np.empty((N_COMPONENTS, n_rows, n_cols), np.int8)
+        if with_components
+        else np.empty((0, 0, 0), np.int8)
+    )
+    _RATINGS(h, lo, c, v, counts, with_components, *outs, votes)
+    if one_d:
+        outs = [x[:, 0] for x in outs]
+        votes = votes[:, :, 0] if with_components else votes
+    return Ratings(
+        recommend_all=outs[0],
+        recommend_ma=outs[1],
+        recommend_other=outs[2],
+        adx=outs[3],
+        plus_di=outs[4],
+        minus_di=outs[5],
+        n_bars=counts,
+        votes=votes if with_components else None,
+    )
+
+
+def bucket_codes(rating: ArrayLike) -> NDArray[np.int8]:
+    """Bucket codes -2..2 (strong sell .. strong buy) of ratings; ``VOTE_ABSENT`` for NaN.
+
+    SPEC §5: < -0.5 strong sell, < -0.1 sell, <= 0.1 neutral, <= 0.5 buy, else strong buy.
+    """
+    x = np.asarray(rating, dtype=np.float64)
+    codes = np.full(x.shape, 2, np.int8)
+    codes[x <= 0.5] = 1
+    codes[x <= 0.1] = 0
+    codes[x < -0.1] = -1
+    codes[x < -0.5] = -2
+    codes[np.isnan(x)] = VOTE_ABSENT
+    return codes
+
+
+_LABELS_BY_CODE = np.array([None, *BUCKET_LABELS], dtype=object)
+
+
+def bucket(rating: ArrayLike) -> Any:
+    """Labels of ``BUCKET_LABELS`` for ratings, same shape (object array); None for NaN.
+
+    A scalar rating gives a ``str`` (or None).
+    """
+    codes = bucket_codes(rating).astype(np.int64)
+    idx = np.where(codes == VOTE_ABSENT, 0, codes + 3)
+    if idx.ndim == 0:
+        return _LABELS_BY_CODE[int(idx)]
+    return _LABELS_BY_CODE[idx]
