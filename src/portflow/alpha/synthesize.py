@@ -1,0 +1,48 @@
+"""Strategy synthesis (SPEC §6.3): winners become Strategy Atoms with synthetic returns.
+
+1. Each winner becomes an atom: (symbol, logic, direction) with id
+   ``<symbol>:<logic>:<DIRECTION>``; `logic` is the scanner strategy that found it. The id is
+   never parsed back: the atom table carries symbol and direction explicitly.
+2. Synthetic return: R_syn = R for LONG and -min(R, 1) for SHORT (a short loses at most 100%
+   per bar), so the optimiser works long-only in synthetic space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Atom:
+    atom: str
+    symbol: str
+    logic: str
+    direction: str
+    key: str
+
+    @property
+    def sign(self) -> int:
+        return -1 if self.direction == "SHORT" else 1
+
+
+def make_atoms(winners: list[str], info: pd.DataFrame) -> list[Atom]:
+    """Step 1. `info`: indexed by candidate key with columns symbol, direction, logic."""
+    atoms = []
+    for key in winners:
+        row = info.loc[key]
+        atoms.append(Atom(atom=f"{row['symbol']}:{row['logic']}:{row['direction']}",
+                          symbol=str(row["symbol"]), logic=str(row["logic"]),
+                          direction=str(row["direction"]), key=key))
+    return atoms
+
+
+def synthetic_returns(raw: pd.DataFrame, atoms: list[Atom]) -> pd.DataFrame:
+    """Step 2. `raw`: index dates, columns candidate keys (simple returns)."""
+    cols = {}
+    for a in atoms:
+        r = raw[a.key].to_numpy(float)
+        cols[a.atom] = r if a.sign > 0 else -np.minimum(r, 1.0)
+    return pd.DataFrame(cols, index=raw.index)
