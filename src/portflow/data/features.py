@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -97,7 +96,6 @@ def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
         writer: pq.ParquetWriter | None = None
         for start in range(0, len(todo), chunk_symbols):
             chunk = todo[start:start + chunk_symbols]
-            tables: dict[str, pa.Table] = {}
             fresh: list[tuple[str, pd.DataFrame]] = []
             keep: list[str] = []
             for provider, tf, symbol in chunk:
@@ -112,18 +110,21 @@ def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
                     bars = lake.read_ohlcv(provider, tf, symbol)
                     assert bars is not None
                     fresh.append((symbol, bars))
+            parts: list[pa.Table] = []
             if keep and old_ds is not None:
-                kept = old_ds.to_table(filter=ds.field("symbol").isin(keep))
-                for symbol in keep:
-                    tables[symbol] = kept.filter(pc.equal(kept["symbol"], symbol))
+                # the old matrix is sorted by symbol and written one row group per chunk, so
+                # the range bounds let parquet statistics skip the row groups of other chunks
+                where = ((ds.field("symbol") >= keep[0]) & (ds.field("symbol") <= keep[-1])
+                         & ds.field("symbol").isin(keep))
+                parts.append(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA))
             if fresh:
                 panel, _ = frames_panel([b for _, b in fresh])
                 ratings = rate(panel)
-                for j, (symbol, bars) in enumerate(fresh):
-                    tables[symbol] = _rows(symbol, bars, ratings, j)
-            if not tables:
+                parts += [_rows(symbol, bars, ratings, j) for j, (symbol, bars) in enumerate(fresh)]
+            if not parts:
                 continue
-            table = pa.concat_tables([tables[s] for s in sorted(tables)]).cast(MATRIX_SCHEMA)
+            table = pa.concat_tables(parts).sort_by([("symbol", "ascending"),
+                                                     ("timestamp", "ascending")])
             if writer is None:
                 writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
             writer.write_table(table)

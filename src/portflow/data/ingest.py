@@ -87,25 +87,35 @@ class IngestReport:
         }
 
 
+def _ns(ts: pd.Series) -> np.ndarray:
+    """UTC timestamps as int64 nanoseconds (the ingest hot path works on plain arrays)."""
+    if str(ts.dtype) != "datetime64[ns, UTC]":
+        ts = utc_timestamps(ts)
+    return ts.to_numpy(dtype="datetime64[ns]").view("int64")
+
+
+def _stamp(ns: int) -> pd.Timestamp:
+    return pd.Timestamp(int(ns), tz="UTC")
+
+
 def toxic_check(bars: pd.DataFrame, prev_close: float | None) -> tuple[str, pd.Timestamp] | None:
     """Step 5: the first guard violation in `bars` as (reason, bar timestamp), or None."""
     if bars.empty:
         return None
-    ts = bars["timestamp"]
-    dup = ts.duplicated(keep=False).to_numpy()
-    if dup.any():
-        return "duplicate timestamp", ts[dup].iloc[0]
+    ts = _ns(bars["timestamp"])
+    srt = np.sort(ts)
+    dup = srt[1:][np.diff(srt) == 0]
+    if len(dup):
+        return "duplicate timestamp", _stamp(dup[0])
     prices = bars[PRICE_COLUMNS].to_numpy(dtype=float)
-    bad_nan = np.isnan(prices).any(axis=1)
-    if bad_nan.any():
-        return "NaN price", ts[bad_nan].iloc[0]
-    bad_pos = (prices <= 0).any(axis=1)
-    if bad_pos.any():
-        return "non-positive price", ts[bad_pos].iloc[0]
-    hl = bars["high"].to_numpy(float) < bars["low"].to_numpy(float)
-    if hl.any():
-        return "high < low", ts[hl].iloc[0]
-    close = bars["close"].to_numpy(float)
+    for reason, bad in (
+        ("NaN price", np.isnan(prices).any(axis=1)),
+        ("non-positive price", (prices <= 0).any(axis=1)),
+        ("high < low", prices[:, 1] < prices[:, 2]),
+    ):
+        if bad.any():
+            return reason, _stamp(ts[np.argmax(bad)])
+    close = prices[:, 3]
     ref = np.concatenate([[prev_close if prev_close else np.nan], close[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         move = np.abs(np.log(close / ref))
@@ -113,34 +123,43 @@ def toxic_check(bars: pd.DataFrame, prev_close: float | None) -> tuple[str, pd.T
     if spike.any():
         i = int(np.argmax(spike))
         r = close[i] / ref[i] - 1.0
-        return f"close-to-close move {r:+.1%} (|ln(1+r)| >= ln 6)", ts.iloc[i]
+        return f"close-to-close move {r:+.1%} (|ln(1+r)| >= ln 6)", _stamp(ts[i])
     return None
 
 
 def audit(bars: pd.DataFrame, calendar: str, target: pd.Timestamp) -> tuple[str, str, Any]:
-    """Step 6: (status, reason, offending bar) of a stored history, judged at `target`."""
-    bars = bars[bars["timestamp"] <= target]
-    if bars.empty:
+    """Step 6: (status, reason, offending bar) of a stored history, judged at `target`.
+    `bars` is sorted by timestamp (as stored)."""
+    ts = _ns(bars["timestamp"])
+    n = int(np.searchsorted(ts, target.value, side="right"))
+    if n == 0:
         return "stale", f"no bar on or before {target:%Y-%m-%d}", None
-    ts = pd.DatetimeIndex(bars["timestamp"])
-    last = ts[-1]
+    ts = ts[:n]
+    last = _stamp(ts[-1])
     if last < target:
         return "stale", f"no bar for the last closed bar {target:%Y-%m-%d}; last bar {last:%Y-%m-%d}", last
-    close = bars["close"].to_numpy(float)
-    if len(close) >= FLAT_BARS and np.all(close[-FLAT_BARS:] == close[-1]):
-        run = len(close) - 1
+    close = bars["close"].to_numpy(float)[:n]
+    if n >= FLAT_BARS and np.all(close[-FLAT_BARS:] == close[-1]):
+        run = n - 1
         while run > 0 and close[run - 1] == close[-1]:
             run -= 1
-        n = len(close) - run
-        return "flat", f"last {n} closes identical at {close[-1]:g}", ts[run]
-    expected = clock.sessions(calendar, ts[0], last)
-    missing = expected.difference(ts)
+        return "flat", f"last {n - run} closes identical at {close[-1]:g}", _stamp(ts[run])
+    if calendar == clock.ALWAYS_OPEN:
+        day = 86_400 * 10**9
+        expected_n = int((ts[-1] - ts[0]) // day) + 1
+        if expected_n == n:
+            return "healthy", "", None
+        expected = np.arange(ts[0], ts[-1] + 1, day)
+    else:
+        expected = clock.sessions(calendar, _stamp(ts[0]), last).asi8
+        expected_n = len(expected)
+    missing = np.setdiff1d(expected, ts, assume_unique=True)
     if len(missing):
         return (
             "gappy",
-            f"{len(missing)} missing bar(s) of {len(expected)} on the {calendar} calendar,"
-            f" first {missing[0]:%Y-%m-%d}",
-            missing[0],
+            f"{len(missing)} missing bar(s) of {expected_n} on the {calendar} calendar,"
+            f" first {_stamp(missing[0]):%Y-%m-%d}",
+            _stamp(missing[0]),
         )
     return "healthy", "", None
 
@@ -227,16 +246,15 @@ class Ingestor:
             start = _next_bar(t.calendar, last)
         fetched_at = self.now()
         raw = self.provider.fetch_ohlcv(t.universe, t.symbol, start, self.as_of)
-        raw = raw.copy()
-        raw["timestamp"] = utc_timestamps(raw["timestamp"])
-        raw["symbol"] = t.symbol
-        new = raw[(raw["timestamp"] <= target) & (raw["timestamp"] >= start)][OHLCV_COLUMNS]
+        ts = _ns(raw["timestamp"])
+        new = raw.loc[(ts <= target.value) & (ts >= start.value), OHLCV_COLUMNS]
+        new = new.assign(timestamp=utc_timestamps(new["timestamp"]), symbol=t.symbol)
         checks = {"last_checked_at": fetched_at, "checked_for": target}
         prev_close = None
         if stored is not None and not stored.empty:
-            older = stored[stored["timestamp"] < start]
-            prev_close = float(older["close"].iloc[-1]) if len(older) else None
-        bad = toxic_check(new.reset_index(drop=True), prev_close)
+            n_old = int(np.searchsorted(_ns(stored["timestamp"]), start.value, side="left"))
+            prev_close = float(stored["close"].iloc[n_old - 1]) if n_old else None
+        bad = toxic_check(new, prev_close)
         if bad is not None:
             reason, bar = bad
             stamp = f"{fetched_at:%Y%m%dT%H%M%S%fZ}"
@@ -264,7 +282,8 @@ class Ingestor:
         else:
             merged = new
         self.lake.write_ohlcv(self.provider.name, self.timeframe, t.symbol, merged)
-        merged = merged.sort_values("timestamp")
+        if stored is not None and not stored.empty:
+            merged = merged.sort_values("timestamp", kind="stable")
         status, reason, bar = audit(merged, t.calendar, target)
         return Outcome(
             t.symbol, "fetched", f"{len(new)} new bar(s) from {start:%Y-%m-%d}", len(new),

@@ -75,6 +75,8 @@ def utc_timestamps(values: pd.Series | pd.Index | Iterable[object]) -> pd.Series
     """Timestamps as ``datetime64[ns, UTC]`` (the one resolution the lakehouse stores);
     a Series keeps its index."""
     series = values if isinstance(values, pd.Series) else pd.Series(list(values))
+    if str(series.dtype) == "datetime64[ns, UTC]":
+        return series
     if series.dtype == object:
         series = series.where(series.notna(), None)
     return pd.to_datetime(series, utc=True).astype("datetime64[ns, UTC]")

@@ -686,22 +686,17 @@ class SyntheticProvider:
         lo = 0 if start is None else int(panel.dates.searchsorted(_utc(start, "start")))
         rows = np.arange(lo, end)
         rows = rows[~np.isnan(panel.close[lo:end, j])]
-        frame = pd.DataFrame(
-            {
-                "timestamp": panel.dates[rows],
-                "symbol": symbol,
-                "open": panel.open[rows, j],
-                "high": panel.high[rows, j],
-                "low": panel.low[rows, j],
-                "close": panel.close[rows, j],
-                "volume": panel.volume[rows, j],
-            },
+        # plain arrays first: pandas cell assignment would dominate a fetch's cost
+        cols = {c: getattr(panel, c)[rows, j] for c in ("open", "high", "low", "close", "volume")}
+        if len(rows) and panel.dates[rows[-1]] == day:
+            forming = self._forming_bar(panel, j, int(rows[-1]))
+            for c, v in zip(("open", "high", "low", "close", "volume"), forming, strict=True):
+                cols[c][-1] = v
+        return pd.DataFrame(
+            {"timestamp": pd.DatetimeIndex(panel.dates[rows]).astype(_TS_DTYPE),
+             "symbol": symbol, **cols},
             columns=OHLCV_COLUMNS,
         )
-        if len(rows) and panel.dates[rows[-1]] == day:
-            frame.iloc[-1, 2:] = self._forming_bar(panel, j, int(rows[-1]))
-        frame["timestamp"] = frame["timestamp"].astype(_TS_DTYPE)
-        return frame.reset_index(drop=True)
 
     def scan(self, universe: str, as_of: pd.Timestamp) -> pd.DataFrame:
         """One row per symbol listed at the clock (plus those delisted in the last 30 days).
