@@ -290,9 +290,9 @@ def profiles_list() -> None:
     typer.echo(f"config dir: {cfg.config_dir}")
     for name, prof in cfg.profiles.items():
         if prof.kind == "meta":
-            what = "meta   sleeves: " + ", ".join(f"{s.id}={s.target}" for s in prof.sleeves)  # type: ignore[union-attr]
+            what = "meta   sleeves: " + ", ".join(f"{s.id}={s.target}" for s in prof.sleeves)
         else:
-            what = "sleeve scanners: " + ", ".join(prof.scanners)  # type: ignore[union-attr]
+            what = "sleeve scanners: " + ", ".join(prof.scanners)
         typer.echo(f"{name:26s} {what}  - {prof.description or ''}")
 
 

@@ -62,11 +62,11 @@ class LocalExecutor:
             futures = {pool.submit(fn, item): item for item in todo}
             try:
                 for fut in cf.as_completed(futures):
-                    exc = fut.exception()
-                    if exc is None:
+                    failure = fut.exception()
+                    if failure is None:
                         yield Outcome(futures[fut], fut.result())
                     else:
-                        yield Outcome(futures[fut], error=exc)
+                        yield Outcome(futures[fut], error=failure)
             finally:
                 for fut in futures:
                     fut.cancel()

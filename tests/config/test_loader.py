@@ -77,14 +77,14 @@ def test_malformed_yaml_names_the_line(config_dir: Path) -> None:
 
 def test_scanner_extends_cycle_is_spelled_out(config_dir: Path) -> None:
     _edit(config_dir / "scanners" / "liquid_crypto.yaml", lambda d: d.update(extends="crypto_long"))
-    with pytest.raises(ConfigError, match="cycle: .*crypto_long -> liquid_crypto -> crypto_long"):
+    with pytest.raises(ConfigError, match=r"cycle: .*crypto_long -> liquid_crypto -> crypto_long"):
         load_config(config_dir)
 
 
 def test_unknown_scanner_field_lists_known_fields(config_dir: Path) -> None:
     _edit(config_dir / "scanners" / "crypto_long.yaml",
           lambda d: d.update(filters=[{"field": "valu_traded", "op": ">", "value": 1}]))
-    with pytest.raises(ConfigError, match="unknown scanner field 'valu_traded'.*known fields"):
+    with pytest.raises(ConfigError, match=r"unknown scanner field 'valu_traded'.*known fields"):
         load_config(config_dir)
 
 
@@ -109,7 +109,7 @@ def test_meta_cycle_is_spelled_out(config_dir: Path) -> None:
     def cycle(d):  # type: ignore[no-untyped-def]
         d["profiles"]["crypto_meta"]["sleeves"].append({"id": "loop", "meta": "fractal_meta"})
     _edit(config_dir / "manifest.yaml", cycle)
-    with pytest.raises(ConfigError, match="meta profile cycle: .*crypto_meta -> fractal_meta"):
+    with pytest.raises(ConfigError, match=r"meta profile cycle: .*crypto_meta -> fractal_meta"):
         load_config(config_dir)
 
 

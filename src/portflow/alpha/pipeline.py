@@ -36,6 +36,7 @@ from portflow.context import Context
 from portflow.data.flow import load_candidates, sleeve_candidates
 from portflow.errors import HealthGateError, RunError
 from portflow.lakehouse import atomic
+from portflow.ratings.panel import frames_panel, last_values, rate
 from portflow.runs import NOT_AVAILABLE, Run, newest_data_run
 from portflow.ui import log
 
@@ -149,9 +150,14 @@ def _load_bars(ctx: Context, sleeve: SleeveProfile, cands: list[dict[str, Any]],
             h = {}
         out.append(aggregate.CandidateBars(
             key=f"{c['symbol']}:{c['direction']}", symbol=c["symbol"], direction=c["direction"],
-            calendar=cal, bars=bars, phase1_status=h.get("status"), phase1_reason=h.get("reason"),
+            calendar=cal, bars=bars, phase1_status=_opt_str(h.get("status")),
+            phase1_reason=_opt_str(h.get("reason")),
         ))
     return out
+
+
+def _opt_str(v: Any) -> str | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
 
 
 def _after(bar: Any, as_of: pd.Timestamp) -> bool:
@@ -187,20 +193,12 @@ def _features_as_of(ctx: Context, symbols: list[str], as_of: pd.Timestamp) -> pd
 
 def _adx_as_of(bars: list[aggregate.CandidateBars]) -> dict[str, float]:
     """ADX 14 of each candidate's bars as of its last bar, from the ratings engine."""
-    from portflow.ratings.engine import compute_ratings
-
     usable = [b for b in bars if b.bars is not None and len(b.bars)]
     if not usable:
         return {}
-    n = max(len(b.bars) for b in usable)  # type: ignore[arg-type]
-    panel = {c: np.full((n, len(usable)), np.nan) for c in ("open", "high", "low", "close", "volume")}
-    for j, b in enumerate(usable):
-        assert b.bars is not None
-        for c in panel:
-            panel[c][: len(b.bars), j] = b.bars[c].to_numpy(float)
-    res = compute_ratings(panel["open"], panel["high"], panel["low"], panel["close"],
-                          panel["volume"])
-    return {b.key: float(res.adx[len(b.bars) - 1, j]) for j, b in enumerate(usable)}  # type: ignore[arg-type]
+    panel, counts = frames_panel([b.bars for b in usable])
+    adx = last_values(rate(panel), counts)["adx"]
+    return {b.key: float(v) for b, v in zip(usable, adx, strict=True)}
 
 
 def selection_params(sleeve: SleeveProfile, periods_per_year: int) -> SelectionParams:

@@ -312,8 +312,9 @@ def _load_scanners(config_dir: Path) -> dict[str, m.Scanner]:
             out[name] = m.Scanner.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(_validation_message(str(raw[name][0]), "", exc)) from None
-        if out[name].sort is not None and out[name].sort.field not in KNOWN_SCAN_FIELDS:
-            fld = out[name].sort.field
+        sort = out[name].sort
+        if sort is not None and sort.field not in KNOWN_SCAN_FIELDS:
+            fld = sort.field
             raise ConfigError(
                 f"{raw[name][0]}: sort.field: unknown scanner field '{fld}'"
                 f"{suggest(fld, KNOWN_SCAN_FIELDS)}"
@@ -380,9 +381,7 @@ def load_config(config_dir: str | os.PathLike[str] | None = None) -> Config:
 def _has_path(body: dict[str, Any], loc: tuple[Any, ...]) -> bool:
     node: Any = body
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
             node = node[part]
         else:
             return False

@@ -19,6 +19,10 @@ Exactness (SPEC §5 "Exact ties"):
    100 at the extremes; a zero range gives NaN (Pine's division by zero is ``na``).
 5. RSI keeps its previous value after an unchanged close: both Wilder averages decay by the
    same factor, so the ratio is unchanged mathematically and must not drift by an ulp.
+6. Window extremes (highest/lowest) are exact by nature; WMA runs a numerator/sum pair that is
+   recomputed from its window every 64 bars, and is exact over identical values as in 2.
+7. A zero denominator (true-range sum, volume sum, deviation, DI sum of Pine's ``fixnan``
+   case) never yields inf: the result is NaN, i.e. an absent vote, or Pine's documented value.
 """
 
 from __future__ import annotations
@@ -690,28 +694,3 @@ def ema_bank(x, lengths, out):
                 st += alpha[i] * (xt - st)
                 state[i] = st
                 out[i, t] = st
-
-
-@jit
-def combine_extreme(a, shifts, is_max, out):
-    """out[t] = extreme of a[t - s] over ``shifts``: a longer window from overlapping shorter
-    ones (max and min are idempotent, so the overlap is harmless and the result exact).
-
-    NaN where any a[t - s] is NaN or before the start.
-    """
-    smax = 0
-    for s in shifts:
-        smax = max(smax, s)
-    for t in range(a.shape[0]):
-        if t < smax:
-            out[t] = np.nan
-            continue
-        best = a[t]
-        for s in shifts:
-            v = a[t - s]
-            if v != v:
-                best = np.nan
-                break
-            if (is_max and v > best) or (not is_max and v < best):
-                best = v
-        out[t] = best

@@ -24,16 +24,27 @@ to it, so one compiled version serves every caller and no call compiles a new va
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numba
 from numba import types
 
-#: Decorator for serial kernels (per-symbol column code).
-jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+F = TypeVar("F", bound=Callable[..., Any])
 
-#: Decorator for kernels that spread symbols over threads with ``numba.prange``.
-pjit = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+_serial = numba.njit(cache=True, nogil=True, error_model="numpy")
+_parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+
+
+def jit(func: F) -> F:
+    """Compile a serial kernel (per-symbol column code); keeps the function's type for mypy."""
+    return cast(F, _serial(func))
+
+
+def pjit(func: F) -> F:
+    """Compile a kernel that spreads symbols over threads with ``numba.prange``."""
+    return cast(F, _parallel(func))
+
 
 #: numba type of a read-only 2-D float64 input of any memory layout.
 F8_2D_IN = types.Array(types.float64, 2, "A", readonly=True)

@@ -14,11 +14,18 @@ Algorithm (``compute_ratings``):
    into contiguous scratch, so inputs may be read-only, strided or F-ordered views without a
    copy of the panel, and only outputs are written back: peak memory is the inputs, the outputs
    and O(T) scratch per thread.
-3. Per column compute the 26 components with the serial kernels of ``_core`` (the same code the
-   public kernels in ``kernels`` run, so testing those tests these) and turn each into a vote
-   per bar: +1 buy, -1 sell, 0 neutral, or absent (``VOTE_ABSENT``) while any value the rule
-   reads (including the previous bar for "rising", and ``[k]`` look-backs) is not yet
-   available. Rising means strictly greater than the previous bar.
+   Threads take blocks of 8 columns so that reading C-ordered inputs row by row uses whole
+   cache lines.
+3. Per column compute the 26 components with the serial kernels of ``_core`` (the code the
+   public kernels in ``kernels`` run) and turn each into a vote per bar: +1 buy, -1 sell,
+   0 neutral, or absent (``VOTE_ABSENT``) while any value the rule reads (including the
+   previous bar for "rising", and ``[k]`` look-backs such as AO[2]) is not yet available.
+   Rising means strictly greater than the previous bar. Work shared between components is
+   done once: one prefix-sum pass serves the six SMAs, one pass advances all nine EMAs
+   (10..200, 12, 26, 13; MACD and Bull Bear Power reuse them), the 9-bar high/low extremes
+   give the 14-, 26- and 52-bar ones exactly, RSI feeds Stoch RSI, and the 14-bar extremes
+   feed both the stochastic and Williams %R. The tests check every engine vote against the
+   SPEC rules applied to the public kernels, so these shortcuts cannot drift.
 4. ``recommend_ma`` = mean of the available votes among the 15 MA components,
    ``recommend_other`` = mean of the available votes among the 11 oscillators (NaN when none),
    ``recommend_all`` = mean of the two when both exist, else the one that exists.
@@ -110,24 +117,21 @@ def _vote_sma_from_prefix(c, ph, pl, run, n, out):
         if run[t] >= n:
             out[t] = 0  # the SMA of identical closes is the close
             continue
-        if t >= n:
-            m = ((ph[t] - ph[t - n]) + (pl[t] - pl[t - n])) / n
-        else:
-            m = (ph[t] + pl[t]) / n
+        lo_t = t - n
+        m = ((ph[t] - ph[lo_t]) + (pl[t] - pl[lo_t])) / n if lo_t >= 0 else (ph[t] + pl[t]) / n
         out[t] = 1 if m < c[t] else (-1 if m > c[t] else 0)
 
 
 @jit
-def _vote_ichimoku(c, conv, base, l1, l2, out):
-    for t in range(c.shape[0]):
-        if conv[t] != conv[t] or base[t] != base[t] or l1[t] != l1[t] or l2[t] != l2[t]:
-            out[t] = VOTE_ABSENT
-        elif l1[t] > l2[t] and base[t] > l1[t] and conv[t] > base[t] and c[t] > conv[t]:
-            out[t] = 1
-        elif l1[t] < l2[t] and base[t] < l1[t] and conv[t] < base[t] and c[t] < conv[t]:
-            out[t] = -1
-        else:
-            out[t] = 0
+def _ichimoku_rule(c, conv, base, l1, l2):
+    """Ichimoku vote of one bar; l1/l2 are the leads displaced 26 bars (the cloud at t)."""
+    if conv != conv or base != base or l1 != l1 or l2 != l2:
+        return VOTE_ABSENT
+    if l1 > l2 and base > l1 and conv > base and c > conv:
+        return 1
+    if l1 < l2 and base < l1 and conv < base and c < conv:
+        return -1
+    return 0
 
 
 @jit
@@ -254,12 +258,56 @@ def _vote_level(x, buy_above, sell_below, out):
             out[t] = 0
 
 
-# Tuples, not arrays: numba freezes global tuples into the code, while global arrays make a
-# function uncacheable ("dynamic globals").
+# A tuple, not an array: numba freezes global tuples into the code, while a global array makes
+# a function uncacheable ("dynamic globals").
 _EMA_LENGTHS = (10, 20, 30, 50, 100, 200, 12, 26, 13)
-_SHIFTS_14_FROM_9 = (0, 5)
-_SHIFTS_26_FROM_9 = (0, 9, 17)
-_SHIFTS_52_FROM_26 = (0, 26)
+
+
+@jit
+def _ichimoku_vote(hh9, ll9, c, hh26, ll26, lead1, lead2, out):
+    """Ichimoku (9, 26, 52, displacement 26) vote in one pass from the 9-bar extremes.
+
+    Windows of 26 and 52 bars are unions of overlapping shorter ones ([t-25, t] = the 9-bar
+    windows ending at t, t-9, t-17; 52 = two 26-bar windows), exact because max and min are
+    idempotent. hh26, ll26, lead1, lead2 are (n,) scratch.
+    """
+    for t in range(c.shape[0]):
+        if t >= 25:
+            hh26[t] = max(hh9[t], max(hh9[t - 9], hh9[t - 17]))
+            ll26[t] = min(ll9[t], min(ll9[t - 9], ll9[t - 17]))
+        else:
+            hh26[t] = np.nan
+            ll26[t] = np.nan
+        conv = (hh9[t] + ll9[t]) / 2.0
+        base = (hh26[t] + ll26[t]) / 2.0
+        lead1[t] = (conv + base) / 2.0
+        if t >= 51:
+            lead2[t] = (max(hh26[t], hh26[t - 26]) + min(ll26[t], ll26[t - 26])) / 2.0
+        else:
+            lead2[t] = np.nan
+        l1 = lead1[t - 26] if t >= 26 else np.nan
+        l2 = lead2[t - 26] if t >= 26 else np.nan
+        out[t] = _ichimoku_rule(c[t], conv, base, l1, l2)
+
+
+@jit
+def _stoch_and_williams_raw(hh9, ll9, c, raw, wr):
+    """Raw 14-bar stochastic and Williams %R from the 9-bar extremes ([t-13, t] is the union
+    of the 9-bar windows ending at t and t-5)."""
+    for t in range(c.shape[0]):
+        if t < 13:
+            raw[t] = np.nan
+            wr[t] = np.nan
+            continue
+        hh = max(hh9[t], hh9[t - 5])
+        ll = min(ll9[t], ll9[t - 5])
+        rng = hh - ll
+        if rng > 0.0:
+            raw[t] = 100.0 * ((c[t] - ll) / rng)
+            wr[t] = 100.0 * ((c[t] - hh) / rng)
+        else:
+            raw[t] = np.nan
+            wr[t] = np.nan
 
 
 @jit
@@ -295,43 +343,21 @@ def _rate_column(h, lo, c, v, votes, adx, plus, minus):
     k.vwma(c, v, i64(20), a)
     _vote_ma(a, c, votes[13])
 
-    # Every high/low window extreme (9, 14, 26, 52) from the 9-bar ones, exactly.
+    # Every high/low window extreme (9, 14, 26, 52) comes from the 9-bar ones, exactly.
     hh9 = np.empty(n)
     ll9 = np.empty(n)
     k.rolling_extreme(h, i64(9), hh9, True)
     k.rolling_extreme(lo, i64(9), ll9, False)
-    hh = np.empty(n)
-    ll = np.empty(n)
-    k.combine_extreme(hh9, _SHIFTS_26_FROM_9, True, hh)
-    k.combine_extreme(ll9, _SHIFTS_26_FROM_9, False, ll)
-    k.combine_extreme(hh, _SHIFTS_52_FROM_26, True, t1)
-    k.combine_extreme(ll, _SHIFTS_52_FROM_26, False, t2)
-    conv = a
-    base = b
-    for t in range(n):
-        conv[t] = (hh9[t] + ll9[t]) / 2.0
-        base[t] = (hh[t] + ll[t]) / 2.0
-        t2[t] = (t1[t] + t2[t]) / 2.0  # lead2
-        t1[t] = (conv[t] + base[t]) / 2.0  # lead1
-    # The cloud at t is lead1/lead2 displaced 26 bars: lead[t - 26].
-    l1d = hh
-    l2d = ll
-    for t in range(n):
-        l1d[t] = t1[t - 26] if t >= 26 else np.nan
-        l2d[t] = t2[t - 26] if t >= 26 else np.nan
-    _vote_ichimoku(c, conv, base, l1d, l2d, votes[14])
+    _ichimoku_vote(hh9, ll9, c, t1, t2, a, b, votes[14])
 
     k.rsi(c, i64(14), r)
     _vote_band_turn(r, 30.0, 70.0, votes[15])
     # Stochastic and Williams %R share the 14-bar extremes.
-    k.combine_extreme(hh9, _SHIFTS_14_FROM_9, True, hh)
-    k.combine_extreme(ll9, _SHIFTS_14_FROM_9, False, ll)
-    k.stoch_raw_from(c, hh, ll, t1)
+    _stoch_and_williams_raw(hh9, ll9, c, t1, t2)
+    _vote_band_turn(t2, -80.0, -20.0, votes[23])
     k.sma(t1, i64(3), a)
     k.sma(a, i64(3), b)
     _vote_stoch(a, b, c, e50, False, votes[16])
-    k.williams_r_from(c, hh, ll, a)
-    _vote_band_turn(a, -80.0, -20.0, votes[23])
     k.cci(c, i64(20), a)
     _vote_band_turn(a, -100.0, 100.0, votes[17])
     k.dmi(h, lo, c, i64(14), i64(14), plus, minus, adx)
@@ -359,37 +385,45 @@ def _rate_column(h, lo, c, v, votes, adx, plus, minus):
 # panel kernels (parallel over symbols)
 
 
-@pjit
-def _bar_counts_panel(o, h, lo, c, counts, bad_bar, bad_pad):
-    n_rows = c.shape[0]
-    for j in prange(c.shape[1]):
-        n = 0
-        while n < n_rows and c[n, j] == c[n, j]:
-            n += 1
-        counts[j] = n
-        bad = -1
-        for t in range(n):
-            if not (
-                np.isfinite(o[t, j])
-                and np.isfinite(h[t, j])
-                and np.isfinite(lo[t, j])
-                and np.isfinite(c[t, j])
-            ):
-                bad = t
-                break
-        bad_bar[j] = bad
-        pad = -1
-        for t in range(n, n_rows):
-            if c[t, j] == c[t, j]:
-                pad = t
-                break
-        bad_pad[j] = pad
-
-
 #: Columns handled together by one thread: 8 float64 = one 64-byte cache line per row, so
 #: reading a block of C-ordered (T, N) inputs row by row uses whole cache lines instead of one
 #: 8-byte word per line (a per-column copy made the engine memory bound, ~2x slower).
 _BLOCK = 8
+
+
+@pjit
+def _bar_counts_panel(o, h, lo, c, counts, bad_bar, bad_pad):
+    """Per column: bar count, first non-finite OHLC row inside the bars, first bar after padding
+    (-1 when none). Blocks of columns, row by row, for the same cache reason as the panel."""
+    n_rows = c.shape[0]
+    n_cols = c.shape[1]
+    n_blocks = (n_cols + _BLOCK - 1) // _BLOCK
+    for blk in prange(n_blocks):
+        j0 = blk * _BLOCK
+        width = min(_BLOCK, n_cols - j0)
+        for jj in range(width):
+            counts[j0 + jj] = -1
+            bad_bar[j0 + jj] = -1
+            bad_pad[j0 + jj] = -1
+        for t in range(n_rows):
+            for jj in range(width):
+                j = j0 + jj
+                x = c[t, j]
+                if counts[j] < 0:
+                    if x != x:
+                        counts[j] = t
+                    elif bad_bar[j] < 0 and not (
+                        np.isfinite(x)
+                        and np.isfinite(o[t, j])
+                        and np.isfinite(h[t, j])
+                        and np.isfinite(lo[t, j])
+                    ):
+                        bad_bar[j] = t
+                elif x == x and bad_pad[j] < 0:
+                    bad_pad[j] = t
+        for jj in range(width):
+            if counts[j0 + jj] < 0:
+                counts[j0 + jj] = n_rows
 
 
 @jit
@@ -422,27 +456,6 @@ def _combine_votes(votes, ra, rm, ro):
         ro[t] = r_os
 
 
-@jit
-def _rate_block(n_bars, hb, lb, cb, vb, ra, rm, ro, ax, px, mx, vb_out, want_votes):
-    """Rate the columns of one block; inputs and outputs (B, n_max), votes (B, 26, n_max)."""
-    for jj in range(n_bars.shape[0]):
-        n = n_bars[jj]
-        col_votes = np.empty((N_COMPONENTS, n), np.int8)
-        _rate_column(
-            hb[jj, :n],
-            lb[jj, :n],
-            cb[jj, :n],
-            vb[jj, :n],
-            col_votes,
-            ax[jj, :n],
-            px[jj, :n],
-            mx[jj, :n],
-        )
-        _combine_votes(col_votes, ra[jj, :n], rm[jj, :n], ro[jj, :n])
-        if want_votes:
-            vb_out[jj, :, :n] = col_votes
-
-
 @pjit
 def _ratings_panel(
     h, lo, c, v, counts, want_votes, rec_all, rec_ma, rec_oth, adx, plus, minus, votes
@@ -467,21 +480,25 @@ def _ratings_panel(
                     ins[3, jj, t] = v[t, j0 + jj]
         outs = np.empty((6, width, n_max))
         vb = np.empty((width if want_votes else 0, N_COMPONENTS, n_max), np.int8)
-        _rate_block(
-            n_bars,
-            ins[0],
-            ins[1],
-            ins[2],
-            ins[3],
-            outs[0],
-            outs[1],
-            outs[2],
-            outs[3],
-            outs[4],
-            outs[5],
-            vb,
-            want_votes,
-        )
+        # Calling the column code straight from the parallel loop (no intermediate block
+        # function) saves one LLVM re-optimisation of everything inlined below: ~9 s of
+        # cold compile.
+        for jj in range(width):
+            n = n_bars[jj]
+            col_votes = np.empty((N_COMPONENTS, n), np.int8)
+            _rate_column(
+                ins[0, jj, :n],
+                ins[1, jj, :n],
+                ins[2, jj, :n],
+                ins[3, jj, :n],
+                col_votes,
+                outs[3, jj, :n],
+                outs[4, jj, :n],
+                outs[5, jj, :n],
+            )
+            _combine_votes(col_votes, outs[0, jj, :n], outs[1, jj, :n], outs[2, jj, :n])
+            if want_votes:
+                vb[jj, :, :n] = col_votes
         for t in range(n_rows):
             for jj in range(width):
                 j = j0 + jj

@@ -244,7 +244,7 @@ def vwma(close: ArrayLike, volume: ArrayLike, length: int = 20) -> F8:
     """Volume-weighted MA; NaN where the window's volume is all zero (no inf)."""
     p = _Panel(close, volume, names=("close", "volume"))
     out = p.empty()
-    _p_vwma(*p.rows, _length(length, "length"), out)
+    _p_vwma(p.rows[0], p.rows[1], _length(length, "length"), out)
     return p.back(out)
 
 
@@ -264,7 +264,9 @@ def stoch(
     p = _Panel(high, low, close, names=("high", "low", "close"))
     k_out, d_out = p.empty(), p.empty()
     _p_stoch(
-        *p.rows,
+        p.rows[0],
+        p.rows[1],
+        p.rows[2],
         _length(length, "length"),
         _length(smooth_k, "smooth_k"),
         _length(smooth_d, "smooth_d"),
@@ -278,7 +280,7 @@ def williams_r(high: ArrayLike, low: ArrayLike, close: ArrayLike, length: int = 
     """Williams %R in [-100, 0]; NaN on a zero range."""
     p = _Panel(high, low, close, names=("high", "low", "close"))
     out = p.empty()
-    _p_williams_r(*p.rows, _length(length, "length"), out)
+    _p_williams_r(p.rows[0], p.rows[1], p.rows[2], _length(length, "length"), out)
     return p.back(out)
 
 
@@ -293,7 +295,9 @@ def dmi(
     p = _Panel(high, low, close, names=("high", "low", "close"))
     outs = p.empty(3)
     _p_dmi(
-        *p.rows,
+        p.rows[0],
+        p.rows[1],
+        p.rows[2],
         _length(di_length, "di_length"),
         _length(adx_length, "adx_length"),
         outs[0],
@@ -307,7 +311,7 @@ def ao(high: ArrayLike, low: ArrayLike, fast: int = 5, slow: int = 34) -> F8:
     """Awesome Oscillator SMA(hl2, fast) - SMA(hl2, slow); exactly 0 over a flat hl2."""
     p = _Panel(high, low, names=("high", "low"))
     out = p.empty()
-    _p_ao(*p.rows, _length(fast, "fast"), _length(slow, "slow"), out)
+    _p_ao(p.rows[0], p.rows[1], _length(fast, "fast"), _length(slow, "slow"), out)
     return p.back(out)
 
 
@@ -354,7 +358,7 @@ def bull_bear_power(
     """(bull, bear) power: high - EMA(close, length), low - EMA(close, length)."""
     p = _Panel(high, low, close, names=("high", "low", "close"))
     bull, bear = p.empty(), p.empty()
-    _p_bbp(*p.rows, _length(length, "length"), bull, bear)
+    _p_bbp(p.rows[0], p.rows[1], p.rows[2], _length(length, "length"), bull, bear)
     return p.back(bull), p.back(bear)
 
 
@@ -369,7 +373,15 @@ def ultimate_oscillator(
     """Ultimate Oscillator in points (0-100); NaN where a true-range sum is zero."""
     p = _Panel(high, low, close, names=("high", "low", "close"))
     out = p.empty()
-    _p_uo(*p.rows, _length(fast, "fast"), _length(mid, "mid"), _length(slow, "slow"), out)
+    _p_uo(
+        p.rows[0],
+        p.rows[1],
+        p.rows[2],
+        _length(fast, "fast"),
+        _length(mid, "mid"),
+        _length(slow, "slow"),
+        out,
+    )
     return p.back(out)
 
 
@@ -399,7 +411,8 @@ def ichimoku(
     if operator.index(displacement) < 0:
         raise ValueError(f"displacement must be >= 0, got {displacement}")
     _p_ichimoku(
-        *p.rows,
+        p.rows[0],
+        p.rows[1],
         _length(conversion, "conversion"),
         _length(base, "base"),
         _length(span_b, "span_b"),

@@ -47,8 +47,9 @@ def frames_panel(frames: Sequence[pd.DataFrame]) -> tuple[dict[str, np.ndarray],
 
 
 def rate(panel: dict[str, np.ndarray]) -> Ratings:
-    return compute_ratings(panel["open"], panel["high"], panel["low"], panel["close"],
-                           panel["volume"])
+    return compute_ratings(
+        panel["open"], panel["high"], panel["low"], panel["close"], panel["volume"]
+    )
 
 
 def last_values(ratings: Ratings, counts: np.ndarray) -> pd.DataFrame:
