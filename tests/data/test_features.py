@@ -1,0 +1,85 @@
+"""feature-backfill and feature-ingest on a real Phase-1 data dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from portflow.data.features import backfill, read_fingerprints
+from portflow.lakehouse.store import Lakehouse
+
+
+def _healthy_sources(lake: Lakehouse) -> list[tuple[str, str, str]]:
+    h = lake.read_health()
+    return [("synthetic", "1d", s) for s in h.loc[h["status"] == "healthy", "symbol"]]
+
+
+def test_matrix_covers_exactly_the_healthy_symbols_one_row_per_bar(phase1_data: Path) -> None:
+    lake = Lakehouse(phase1_data)
+    m = pd.read_parquet(lake.features_matrix_path)
+    h = lake.read_health()
+    assert set(m["symbol"]) == set(h.loc[h["status"] == "healthy", "symbol"])
+    assert not set(m["symbol"]) & set(h.loc[h["status"] == "toxic", "symbol"])
+    assert m.equals(m.sort_values(["symbol", "timestamp"]).reset_index(drop=True))
+    assert str(m["timestamp"].dtype) == "datetime64[ns, UTC]"
+    for symbol in sorted(set(m["symbol"]))[:5]:
+        bars = lake.read_ohlcv("synthetic", "1d", symbol)
+        rows = m[m["symbol"] == symbol]
+        assert bars is not None and list(rows["timestamp"]) == list(bars["timestamp"])
+        vals = rows[["recommend_all", "recommend_ma", "recommend_other"]].to_numpy()
+        assert np.isfinite(vals[250:]).all() and np.nanmax(np.abs(vals)) <= 1
+
+
+def test_backfill_twice_changes_nothing_and_only_changed_symbols_recompute(
+    phase1_data: Path,
+) -> None:
+    lake = Lakehouse(phase1_data)
+    sources = _healthy_sources(lake)
+    before = pd.read_parquet(lake.features_matrix_path)
+    again = backfill(lake, sources)
+    assert again["recomputed"] == 0 and again["kept"] == len(sources)
+    pd.testing.assert_frame_equal(pd.read_parquet(lake.features_matrix_path), before)
+
+    # one symbol gains a bar: only it is recomputed, and its existing rows do not move
+    symbol = sources[0][2]
+    bars = lake.read_ohlcv("synthetic", "1d", symbol)
+    assert bars is not None
+    nxt = bars.iloc[[-1]].assign(timestamp=bars["timestamp"].iloc[-1] + pd.Timedelta(days=1),
+                                 close=bars["close"].iloc[-1] * 1.01)
+    lake.write_ohlcv("synthetic", "1d", symbol, pd.concat([bars, nxt], ignore_index=True))
+    counts = backfill(lake, sources)
+    assert counts["recomputed"] == 1 and counts["kept"] == len(sources) - 1
+    after = pd.read_parquet(lake.features_matrix_path)
+    old_rows = before[before["symbol"] == symbol].reset_index(drop=True)
+    new_rows = after[after["symbol"] == symbol].reset_index(drop=True)
+    assert len(new_rows) == len(old_rows) + 1
+    pd.testing.assert_frame_equal(new_rows.iloc[:-1], old_rows)
+    others = after[after["symbol"] != symbol].reset_index(drop=True)
+    pd.testing.assert_frame_equal(others, before[before["symbol"] != symbol].reset_index(drop=True))
+    assert len(read_fingerprints(lake.features_matrix_path)) == len(sources)
+
+
+def test_chunking_does_not_change_the_matrix(phase1_data: Path, tmp_path: Path) -> None:
+    lake = Lakehouse(phase1_data)
+    sources = _healthy_sources(lake)[:12]
+    lake.features_matrix_path.unlink()
+    backfill(lake, sources, chunk_symbols=5)
+    small = pd.read_parquet(lake.features_matrix_path)
+    lake.features_matrix_path.unlink()
+    backfill(lake, sources, chunk_symbols=500)
+    pd.testing.assert_frame_equal(pd.read_parquet(lake.features_matrix_path), small)
+
+
+def test_snapshot_holds_todays_ratings_from_the_lakehouse(phase1_data: Path) -> None:
+    lake = Lakehouse(phase1_data)
+    parts = list((lake.root / "features" / "technicals" / "date=2026-06-30").glob("part-*.parquet"))
+    assert len(parts) == 1
+    snap = pd.read_parquet(parts[0]).set_index("symbol")
+    assert (snap["source"] == "computed").all()
+    m = pd.read_parquet(lake.features_matrix_path)
+    last = m.sort_values("timestamp").groupby("symbol").last()
+    common = sorted(set(last.index) & set(snap.index))
+    assert len(common) > 50
+    np.testing.assert_allclose(snap.loc[common, "recommend_all"], last.loc[common, "recommend_all"])
