@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import platform
 import re
@@ -48,15 +47,6 @@ def now_utc() -> pd.Timestamp:
 
 def iso(ts: pd.Timestamp | None) -> str | None:
     return None if ts is None else pd.Timestamp(ts).isoformat()
-
-
-def fingerprint(path: Path) -> str:
-    """Content fingerprint of an input file (sha256, first 16 hex digits)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _versions() -> dict[str, str]:
@@ -198,7 +188,7 @@ class Run:
     def add_inputs(self, paths: list[Path]) -> None:
         for p in paths:
             if p.exists():
-                self.record["inputs"][self.relative(p)] = fingerprint(p)
+                self.record["inputs"][self.relative(p)] = atomic.fingerprint(p)
         self.save()
 
     def finish(self, exc: BaseException | None = None) -> None:

@@ -65,6 +65,75 @@ def test_optimal_leaf_ordering_equals_scipy(seed):
         )
 
 
+def _olo_matches_scipy(d, methods=("ward", "average", "complete", "single")):
+    condensed = ssd.squareform(d, checks=False)
+    for method in methods:
+        link = sch.linkage(condensed, method)
+        ours = hrp.optimal_leaf_ordering(link, condensed)
+        assert np.array_equal(ours, sch.optimal_leaf_ordering(link, condensed)), method
+
+
+@pytest.mark.parametrize(("n", "k", "seed"), [(150, 5, 10), (300, 8, 11), (240, 1, 12)])
+def test_optimal_leaf_ordering_equals_scipy_large(n, k, seed):
+    x = _returns(n, 1000, seed, k=k)
+    _olo_matches_scipy(hrp.correlation_distance(x), methods=("ward",))
+
+
+def _grid(n, seed, values):
+    rng = np.random.default_rng(seed)
+    a = np.triu(rng.choice(values, size=(n, n)), 1)
+    return a + a.T
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # Distances on a 0.1 grid: exact ties, and float32(min D) rounds up past D, where
+        # scipy's pruning can skip its own float32 optimum (replayed step for step).
+        *[("grid", seed) for seed in range(12)],
+        ("equal", 0),  # all distances 0.1: every path ties (replay through the budget)
+        ("duplicates", 1),  # identical columns: d = 0 blocks
+        ("blocks", 2),  # two distinct values by group
+    ],
+)
+def test_optimal_leaf_ordering_ties_equal_scipy(case):
+    kind, seed = case
+    rng = np.random.default_rng(seed)
+    if kind == "grid":
+        d = _grid(int(rng.integers(8, 60)), seed, np.array([0.1, 0.2, 0.3, 0.4]))
+    elif kind == "equal":
+        d = np.full((80, 80), 0.1)
+        np.fill_diagonal(d, 0.0)
+    elif kind == "duplicates":
+        base = rng.normal(size=(200, 12))
+        d = hrp.correlation_distance(base[:, rng.integers(0, 12, 90)])
+    else:
+        g = rng.integers(0, 7, 70)
+        d = np.where(g[:, None] == g[None, :], 0.2, 0.6)
+        np.fill_diagonal(d, 0.0)
+    _olo_matches_scipy(d)
+
+
+def test_optimal_leaf_ordering_small_trees():
+    for n in (2, 3):
+        d = _grid(n, n, np.array([0.1, 0.3]))
+        _olo_matches_scipy(d, methods=("ward",))
+
+
+def test_correlation_distance_is_skfolio_pearson():
+    from skfolio.distance import PearsonDistance
+
+    x = _returns(40, 120, 4)
+    assert np.array_equal(hrp.correlation_distance(x), PearsonDistance().fit(x).distance_)
+
+
+def test_hrp_weights_zero_split_risk_raises():
+    block = np.array([[1.0, -1.0], [-1.0, 1.0]])  # each half: a perfect hedge, V = 0
+    cov = np.kron(np.eye(2), block)
+    with pytest.raises(ValueError, match="zero total"):
+        hrp.hrp_weights(cov, np.arange(4))
+
+
 def test_degenerate_distance_and_weights():
     x = _returns(5, 100, 7)
     x[:, 1] = x[:, 0]

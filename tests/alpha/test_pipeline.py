@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from tests.conftest import portflow
 
 METHODS = {"hrp", "min_var", "max_sharpe", "equal_weight", "risk_parity"}

@@ -43,33 +43,6 @@ from portflow.ui import log
 WEIGHTS_COLUMNS = ["method", "symbol", "atom", "direction", "cluster", "weight"]
 
 
-def _dump(obj: Any, path: Path) -> None:
-    atomic.write_text(json.dumps(obj, indent=2, allow_nan=False, default=_default) + "\n", path)
-
-
-def _default(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
-
-
-def _clean(obj: Any) -> Any:
-    """NaN/inf → None recursively, so files are strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 # -- run resolution ----------------------------------------------------------------------
 
 
@@ -241,9 +214,9 @@ def step_select(ctx: Context, run: Run) -> dict[str, Any]:
     except HealthGateError as exc:
         win = getattr(exc, "window", None)
         if win is not None:
-            _dump({"as_of": f"{as_of:%Y-%m-%d}", "candidates": win.health}, run.file("health.json"))
+            atomic.write_json({"as_of": f"{as_of:%Y-%m-%d}", "candidates": win.health}, run.file("health.json"))
         raise HealthGateError(f"{exc}; see {run.relative(run.file('health.json'))}") from None
-    _dump({"as_of": f"{as_of:%Y-%m-%d}", "calendar": window.calendar,
+    atomic.write_json({"as_of": f"{as_of:%Y-%m-%d}", "calendar": window.calendar,
            "window_end": f"{window.window_end:%Y-%m-%d}", "candidates": window.health},
           run.file("health.json"))
 
@@ -275,9 +248,9 @@ def step_select(ctx: Context, run: Run) -> dict[str, Any]:
     except HealthGateError as exc:
         res = getattr(exc, "result", None)
         if res is not None:
-            _dump(_clean(res.to_dict()), run.file("selection.json"))
+            atomic.write_json((res.to_dict()), run.file("selection.json"))
         raise HealthGateError(f"{exc}; see {run.relative(run.file('selection.json'))}") from None
-    _dump(_clean(result.to_dict()), run.file("selection.json"))
+    atomic.write_json((result.to_dict()), run.file("selection.json"))
     n_ok = len(healthy)
     log(f"port-select: {n_ok}/{len(cands)} healthy, stage {result.stage},"
         f" {len(result.winners)} winners{' (short of min_winners)' if result.short_of_min_winners else ''}")
@@ -317,16 +290,16 @@ def step_pre_opt(ctx: Context, run: Run) -> dict[str, Any]:
         cluster_threshold=sleeve.selection.cluster_threshold,
         max_clusters=sleeve.selection.max_clusters, base_cap=sleeve.optimization.cluster_cap,
     )
-    _dump([a.__dict__ for a in atoms], run.file("atoms.json"))
+    atomic.write_json([a.__dict__ for a in atoms], run.file("atoms.json"))
     atomic.write_parquet(syn.rename_axis("timestamp"), run.file("synthetic_returns.parquet"),
                          index=True)
     labels = analysis.clusters.labels
-    _dump({str(k): int(v) for k, v in labels.items()}, run.file("clusters.json"))
-    full = _clean(analysis.to_dict())
-    _dump(full["antifragility"], run.file("antifragility.json"))
+    atomic.write_json({str(k): int(v) for k, v in labels.items()}, run.file("clusters.json"))
+    full = atomic.jsonable(analysis.to_dict())
+    atomic.write_json(full["antifragility"], run.file("antifragility.json"))
     regime = full["regime"]
     caps = full["caps"]
-    _dump({**regime, "regime": regime.get("label"), "effective_cluster_cap": caps["cluster_cap"],
+    atomic.write_json({**regime, "regime": regime.get("label"), "effective_cluster_cap": caps["cluster_cap"],
            "effective_atom_max": caps["atom_max"], "caps": caps}, run.file("regime.json"))
     log(f"port-pre-opt: {len(atoms)} atoms, {analysis.clusters.n_clusters} clusters, regime"
         f" {analysis.regime.label} (score {analysis.regime.score:.2f}), cluster cap"
@@ -352,7 +325,8 @@ def step_optimize(ctx: Context, run: Run) -> dict[str, Any]:
         res = optimize(method, syn, labels, cluster_cap=float(regime["effective_cluster_cap"]),
                        atom_max=float(regime["effective_atom_max"]), covariance=opt.covariance,
                        linkage=opt.linkage, risk_free=opt.risk_free)
-        record[method] = _clean({"link": res.link, "attempts": res.attempts, "info": res.info})
+        record[method] = atomic.jsonable({"link": res.link, "attempts": res.attempts,
+                                          "info": res.info})
         for atom, w in res.weights.items():
             a = atoms[str(atom)]
             sign = -1.0 if a["direction"] == "SHORT" else 1.0

@@ -22,10 +22,7 @@ feature-backfill — the ratings history of every healthy symbol, `features_matr
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +32,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from portflow.lakehouse.atomic import TEMP_PREFIX, write_parquet
+from portflow.lakehouse.atomic import atomic_path, fingerprint, write_parquet
 from portflow.lakehouse.store import Lakehouse
 from portflow.ratings.panel import frames_panel, last_values, rate
 
@@ -49,14 +46,6 @@ MATRIX_SCHEMA = pa.schema(
     ]
 )
 _META_KEY = b"portflow.fingerprints"
-
-
-def file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:20]
 
 
 def _rows(symbol: str, bars: pd.DataFrame, ratings: Any, j: int) -> pa.Table:
@@ -88,11 +77,7 @@ def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
     todo = sorted(set(sources), key=lambda s: s[2])
     fps: dict[str, str] = {}
     counts = {"symbols": 0, "recomputed": 0, "kept": 0, "rows": 0}
-    lake.root.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=lake.root)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(target) as tmp:
         writer: pq.ParquetWriter | None = None
         for start in range(0, len(todo), chunk_symbols):
             chunk = todo[start:start + chunk_symbols]
@@ -102,7 +87,7 @@ def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
                 path = lake.ohlcv_path(provider, tf, symbol)
                 if not path.exists():
                     continue
-                fp = file_fingerprint(path)
+                fp = fingerprint(path, digits=20)
                 fps[symbol] = fp
                 if old_ds is not None and old.get(symbol) == fp:
                     keep.append(symbol)
@@ -133,14 +118,10 @@ def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
             counts["rows"] += table.num_rows
         if writer is None:
             writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
         writer.add_key_value_metadata({_META_KEY: json.dumps(fps, sort_keys=True).encode()})
         writer.close()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     counts["symbols"] = len(fps)
     return counts
 

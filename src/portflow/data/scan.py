@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ import pandas as pd
 from portflow.config.models import AllFilter, AnyFilter, FilterNode, LeafFilter, NotFilter, Scanner
 from portflow.errors import ConfigError, ProviderError
 from portflow.executors import LocalExecutor
+from portflow.lakehouse.atomic import jsonable
 from portflow.providers.base import Provider
 
 
@@ -91,27 +91,15 @@ def run_scanner(scanner: Scanner, provider: Provider, as_of: pd.Timestamp) -> pd
     return kept.reset_index(drop=True)
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    if v is pd.NA or v is pd.NaT:
-        return None
-    return v
-
-
 def records(scanner: Scanner, rows: pd.DataFrame, provider_name: str) -> list[dict[str, Any]]:
     out = []
     for row in rows.to_dict("records"):
-        fields = {k: _jsonable(v) for k, v in row.items() if k != "symbol"}
+        fields = {k: jsonable(v) for k, v in row.items() if k != "symbol"}
         out.append(
             {
                 "symbol": str(row["symbol"]),
                 "provider": provider_name,
-                "exchange": _jsonable(row.get("exchange")),
+                "exchange": jsonable(row.get("exchange")),
                 "direction": scanner.direction,
                 "scanners": [scanner.name],
                 "fields": fields,

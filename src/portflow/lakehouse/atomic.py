@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,7 +28,8 @@ TEMP_PREFIX = ".tmp-"
 
 
 @contextlib.contextmanager
-def _atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside `target`; on success it is fsynced and renamed over it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
     os.close(fd)
@@ -49,21 +53,49 @@ def write_parquet(df: pd.DataFrame, target: Path, index: bool = False) -> None:
 
 def write_table(table: pa.Table, target: Path) -> None:
     """Write an Arrow table to `target` atomically."""
-    with _atomic_path(target) as tmp:
+    with atomic_path(target) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
 
 def write_text(text: str, target: Path) -> None:
-    with _atomic_path(target) as tmp:
+    with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
+def jsonable(obj: Any) -> Any:
+    """`obj` with numpy scalars as Python numbers, NaN/inf and NA as None, timestamps as ISO
+    strings — recursively — so every JSON file portflow writes is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is pd.NaT or obj is pd.NA:
+        return None
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
+    return obj
+
+
 def write_json(obj: Any, target: Path) -> None:
-    write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", target)
+    """Strict JSON (see :func:`jsonable`), indented, written atomically."""
+    write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n", target)
+
+
+def fingerprint(path: Path, digits: int = 16) -> str:
+    """Content fingerprint of a file: the first `digits` hex digits of its sha256."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:digits]
 
 
 def write_bytes(data: bytes, target: Path) -> None:
-    with _atomic_path(target) as tmp:
+    with atomic_path(target) as tmp:
         tmp.write_bytes(data)
 
 

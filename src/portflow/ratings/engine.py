@@ -38,6 +38,7 @@ The exact-tie guarantees are documented in ``portflow.ratings._core``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -570,6 +571,9 @@ def _input(x: ArrayLike, name: str) -> NDArray[np.float64]:
     return a
 
 
+_PARALLEL_LOCK = threading.Lock()
+
+
 def compute_ratings(
     open_: ArrayLike,
     high: ArrayLike,
@@ -629,7 +633,10 @@ def compute_ratings(
         if with_components
         else np.empty((0, 0, 0), np.int8)
     )
-    _RATINGS(h, lo, c, v, counts, with_components, *outs, votes)
+    # numba's default (workqueue) threading layer aborts the process when two Python threads
+    # launch parallel kernels at once; the kernel already uses every core, so serialise.
+    with _PARALLEL_LOCK:
+        _RATINGS(h, lo, c, v, counts, with_components, *outs, votes)
     if one_d:
         outs = [x[:, 0] for x in outs]
         votes = votes[:, :, 0] if with_components else votes
