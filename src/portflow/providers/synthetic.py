@@ -641,6 +641,9 @@ class SyntheticProvider:
         if latency_ms < 0:
             raise ValueError(f"latency_ms must be >= 0, got {latency_ms}")
         self.seed = int(seed)
+        self._scans: dict[tuple[str, pd.Timestamp], pd.DataFrame] = {}
+        self._scan_locks: dict[tuple[str, pd.Timestamp], threading.Lock] = {}
+        self._scan_lock = threading.Lock()
         self.latency_ms = float(latency_ms)
         self.start = _utc_day(start, "start")
         self.sizes = {u: s.default_size for u, s in _SPECS.items()}
@@ -705,11 +708,20 @@ class SyntheticProvider:
         close, volume, value_traded = close*volume (quote units), change_pct (%, last bar),
         perf_1w/1m/3m (%, over 7/30/90 rows for 24/7, 5/21/63 sessions for XNYS),
         volatility_d (%, std of the last 30 daily returns), market_cap = close*supply, and the
-        rating fields from ``_rating_fields`` (NaN until the ratings engine is wired in).
+        rating fields from ``_rating_fields`` (the ratings engine at the last closed bar).
         """
         self._sleep()
-        spec = self._spec(universe)
         day = _utc_day(as_of, "as_of")
+        key = (universe, day)
+        with self._scan_lock:
+            lock = self._scan_locks.setdefault(key, threading.Lock())
+        with lock:  # scanners of one universe run in parallel: compute each clock's scan once
+            if key not in self._scans:
+                self._scans[key] = self._compute_scan(universe, day)
+        return self._scans[key].copy()
+
+    def _compute_scan(self, universe: str, day: pd.Timestamp) -> pd.DataFrame:
+        spec = self._spec(universe)
         panel = self._panel(universe, day)
         last_closed = int(panel.dates.searchsorted(day, side="left")) - 1
         if last_closed < 0:
