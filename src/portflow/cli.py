@@ -268,7 +268,11 @@ def _key_outputs(rec: dict[str, Any]) -> str:
         if c:
             return (f"{c.get('symbols_total', 0)} symbols, {c.get('bars_fetched', 0)} bars,"
                     f" {c.get('symbols_toxic', 0)} toxic")
-        return f"{steps.get('scan-run', {}).get('counts', {}).get('candidates', '')} candidates"
+        if "scan-run" in steps:
+            return f"{steps['scan-run'].get('counts', {}).get('candidates', 0)} candidates"
+        name, step = next(iter(steps.items()), ("", {}))
+        first = next(iter(step.get("counts", {}).items()), None)
+        return f"{name}: {first[0]} {first[1]}" if first else name
     if rec.get("status") == "failed":
         return str(rec.get("failure_reason") or "")[:60]
     sel = steps.get("port-select", {}).get("counts", {})
