@@ -56,7 +56,7 @@ def test_a_failed_write_keeps_the_previous_version_and_leaves_no_temp(tmp_path: 
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), atomic._atomic_path(target) as tmp:
+    with pytest.raises(Boom), atomic.atomic_path(target) as tmp:
         tmp.write_text("half")
         raise Boom
     assert target.read_text().strip().startswith("{")

@@ -107,15 +107,14 @@ def toxic_check(bars: pd.DataFrame, prev_close: float | None) -> tuple[str, pd.T
     dup = srt[1:][np.diff(srt) == 0]
     if len(dup):
         return "duplicate timestamp", _stamp(dup[0])
-    prices = bars[PRICE_COLUMNS].to_numpy(dtype=float)
+    o, h, lo, close = (bars[c].to_numpy(dtype=float) for c in PRICE_COLUMNS)
     for reason, bad in (
-        ("NaN price", np.isnan(prices).any(axis=1)),
-        ("non-positive price", (prices <= 0).any(axis=1)),
-        ("high < low", prices[:, 1] < prices[:, 2]),
+        ("NaN price", np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(close)),
+        ("non-positive price", (o <= 0) | (h <= 0) | (lo <= 0) | (close <= 0)),
+        ("high < low", h < lo),
     ):
         if bad.any():
             return reason, _stamp(ts[np.argmax(bad)])
-    close = prices[:, 3]
     ref = np.concatenate([[prev_close if prev_close else np.nan], close[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         move = np.abs(np.log(close / ref))
@@ -247,8 +246,14 @@ class Ingestor:
         fetched_at = self.now()
         raw = self.provider.fetch_ohlcv(t.universe, t.symbol, start, self.as_of)
         ts = _ns(raw["timestamp"])
-        new = raw.loc[(ts <= target.value) & (ts >= start.value), OHLCV_COLUMNS]
-        new = new.assign(timestamp=utc_timestamps(new["timestamp"]), symbol=t.symbol)
+        if len(ts) < 2 or (np.diff(ts) > 0).all():  # sorted, as providers answer: a slice
+            lo = int(np.searchsorted(ts, start.value, side="left"))
+            hi = int(np.searchsorted(ts, target.value, side="right"))
+            new = raw.iloc[lo:hi][OHLCV_COLUMNS]
+        else:
+            new = raw.loc[(ts <= target.value) & (ts >= start.value), OHLCV_COLUMNS]
+        if str(new["timestamp"].dtype) != "datetime64[ns, UTC]" or (new["symbol"] != t.symbol).any():
+            new = new.assign(timestamp=utc_timestamps(new["timestamp"]), symbol=t.symbol)
         checks = {"last_checked_at": fetched_at, "checked_for": target}
         prev_close = None
         if stored is not None and not stored.empty:

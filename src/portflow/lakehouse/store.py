@@ -22,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -105,6 +106,10 @@ class Lakehouse:
         return name
 
     def ohlcv_path(self, provider: str, timeframe: str, symbol: str) -> Path:
+        return self._ohlcv_path(provider, timeframe, symbol)
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one Lakehouse per data dir, long-lived
+    def _ohlcv_path(self, provider: str, timeframe: str, symbol: str) -> Path:
         p = self._part(provider, "provider")
         tf = self._part(timeframe, "timeframe")
         return self._inside(self.root / "ohlcv" / p / tf / f"{symbol_key(symbol)}.parquet")
@@ -174,7 +179,7 @@ class Lakehouse:
             raise DataError(f"{symbol}: refusing to store duplicate timestamps")
         cols: dict[str, pa.Array] = {
             "timestamp": pa.array(ts, type=pa.timestamp("ns", tz="UTC")),
-            "symbol": pa.array(np.full(len(ts), symbol, dtype=object), type=pa.string()),
+            "symbol": pa.repeat(pa.scalar(symbol, type=pa.string()), len(ts)),
         }
         for c in ("open", "high", "low", "close", "volume"):
             cols[c] = pa.array(bars[c].to_numpy(dtype="float64")[order])
