@@ -32,9 +32,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from portflow.errors import DataError
 from portflow.lakehouse.atomic import atomic_path, fingerprint, write_parquet
 from portflow.lakehouse.store import Lakehouse
-from portflow.ratings.panel import frames_panel, last_values, rate
+from portflow.ratings.panel import FIELDS, frames_panel, last_values, rate
 
 CHUNK_SYMBOLS = 250
 RATING_COLUMNS = ["recommend_all", "recommend_ma", "recommend_other"]
@@ -48,16 +49,41 @@ MATRIX_SCHEMA = pa.schema(
 _META_KEY = b"portflow.fingerprints"
 
 
-def _rows(symbol: str, bars: pd.DataFrame, ratings: Any, j: int) -> pa.Table:
-    n = len(bars)
+def _rows(symbol: str, ts: np.ndarray, ratings: Any, j: int) -> pa.Table:
+    n = len(ts)
     cols = {
-        "timestamp": pa.array(bars["timestamp"].to_numpy(dtype="datetime64[ns]"),
-                              type=pa.timestamp("ns", tz="UTC")),
-        "symbol": pa.array([symbol] * n, type=pa.string()),
+        "timestamp": pa.array(ts, type=pa.timestamp("ns", tz="UTC")),
+        "symbol": pa.repeat(pa.scalar(symbol, type=pa.string()), n),
     }
     for c in RATING_COLUMNS:
         cols[c] = pa.array(getattr(ratings, c)[:n, j].astype(np.float64))
     return pa.table(cols, schema=MATRIX_SCHEMA)
+
+
+def _read_bars(path: Path) -> dict[str, np.ndarray]:
+    """A stored OHLCV file as numpy columns (timestamp as datetime64[ns] UTC), no pandas."""
+    table = pq.read_table(path, columns=["timestamp", *FIELDS])
+    out = {f: table[f].to_numpy() for f in FIELDS}
+    out["timestamp"] = table["timestamp"].cast(pa.timestamp("ns", tz="UTC")).to_numpy()
+    return out
+
+
+def _by_symbol(table: pa.Table) -> dict[str, pa.Table]:
+    """Zero-copy slices of a table whose rows are grouped by symbol (the matrix's order)."""
+    if table.num_rows == 0:
+        return {}
+    groups = table.group_by("symbol", use_threads=False).aggregate([("symbol", "count")])
+    names = groups["symbol"].to_pylist()
+    sizes = groups["symbol_count"].to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    out = {}
+    for i, name in enumerate(names):
+        part = table.slice(int(offsets[i]), int(sizes[i]))
+        if part["symbol"][0].as_py() != name or part["symbol"][-1].as_py() != name:
+            raise DataError(f"{name}: features matrix rows are not grouped by symbol; delete"
+                            " lakehouse/features_matrix.parquet and run feature-backfill")
+        out[name] = part
+    return out
 
 
 def read_fingerprints(path: Path) -> dict[str, str]:
@@ -81,7 +107,7 @@ def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
         writer: pq.ParquetWriter | None = None
         for start in range(0, len(todo), chunk_symbols):
             chunk = todo[start:start + chunk_symbols]
-            fresh: list[tuple[str, pd.DataFrame]] = []
+            fresh: list[tuple[str, dict[str, np.ndarray]]] = []
             keep: list[str] = []
             for provider, tf, symbol in chunk:
                 path = lake.ohlcv_path(provider, tf, symbol)
@@ -92,32 +118,28 @@ def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
                 if old_ds is not None and old.get(symbol) == fp:
                     keep.append(symbol)
                 else:
-                    bars = lake.read_ohlcv(provider, tf, symbol)
-                    assert bars is not None
-                    fresh.append((symbol, bars))
-            parts: list[pa.Table] = []
+                    fresh.append((symbol, _read_bars(path)))
+            parts: dict[str, pa.Table] = {}
             if keep and old_ds is not None:
                 # the old matrix is sorted by symbol and written one row group per chunk, so
                 # the range bounds let parquet statistics skip the row groups of other chunks
                 where = ((ds.field("symbol") >= keep[0]) & (ds.field("symbol") <= keep[-1])
                          & ds.field("symbol").isin(keep))
-                parts.append(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA))
+                parts.update(_by_symbol(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA)))
             if fresh:
                 panel, _ = frames_panel([b for _, b in fresh])
                 ratings = rate(panel)
-                parts += [_rows(symbol, bars, ratings, j) for j, (symbol, bars) in enumerate(fresh)]
+                for j, (symbol, bars) in enumerate(fresh):
+                    parts[symbol] = _rows(symbol, bars["timestamp"], ratings, j)
             if not parts:
                 continue
-            table = pa.concat_tables(parts).sort_by([("symbol", "ascending"),
-                                                     ("timestamp", "ascending")])
+            table = pa.concat_tables([parts[s] for s in sorted(parts)])
             if writer is None:
                 writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
             writer.write_table(table)
             counts["recomputed"] += len(fresh)
             counts["kept"] += len(keep)
             counts["rows"] += table.num_rows
-        if writer is None:
-            writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
         if writer is None:
             writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
         writer.add_key_value_metadata({_META_KEY: json.dumps(fps, sort_keys=True).encode()})

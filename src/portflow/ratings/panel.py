@@ -7,7 +7,7 @@ engine sees it, and results are mapped back to each symbol's own bar timestamps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,14 +35,17 @@ def left_align(bars: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.n
     return out, counts
 
 
-def frames_panel(frames: Sequence[pd.DataFrame]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Left-aligned panel from per-symbol bar frames (SPEC OHLCV columns, sorted)."""
-    counts = np.array([len(f) for f in frames], dtype=np.int64)
+def frames_panel(
+    frames: Sequence[pd.DataFrame | Mapping[str, np.ndarray]],
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Left-aligned panel from per-symbol bars (frames or mappings of column arrays with the
+    SPEC OHLCV fields, sorted by time)."""
+    counts = np.array([len(f["close"]) for f in frames], dtype=np.int64)
     t = int(counts.max()) if len(counts) else 0
     out = {f: np.full((t, len(frames)), np.nan) for f in FIELDS}
     for j, frame in enumerate(frames):
         for f in FIELDS:
-            out[f][: counts[j], j] = frame[f].to_numpy(dtype=float)
+            out[f][: counts[j], j] = np.asarray(frame[f], dtype=float)
     return out, counts
 
 
