@@ -160,22 +160,3 @@ def build_window(
         err.window = window  # type: ignore[attr-defined]
         raise err
     return window
-
-
-def align_by_compounding(returns: dict[str, pd.Series], index: pd.DatetimeIndex) -> pd.DataFrame:
-    """Put return series of different calendars on `index` by compounding each series over the
-    intervals (previous index date, date]; an interval with no bar of a series is NaN (its
-    market was closed throughout), never a zero or a dropped day."""
-    out = {}
-    edges = index.to_numpy(dtype="datetime64[ns]")
-    for key, r in returns.items():
-        r = r.dropna()
-        growth = np.log1p(r.to_numpy(float))
-        ts = r.index.to_numpy(dtype="datetime64[ns]")
-        cum = np.concatenate([[0.0], np.cumsum(growth)])
-        pos = np.searchsorted(ts, edges, side="right")  # bars <= each edge
-        seg = np.diff(cum[pos]) if len(pos) else np.array([])
-        count = np.diff(pos)
-        vals = np.where(count > 0, np.expm1(seg), np.nan)
-        out[key] = pd.Series(vals, index=index[1:])
-    return pd.DataFrame(out, index=index[1:])

@@ -94,11 +94,6 @@ def fingerprint(path: Path, digits: int = 16) -> str:
     return h.hexdigest()[:digits]
 
 
-def write_bytes(data: bytes, target: Path) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Exclusive advisory lock (flock) for read-modify-write of a shared table, held across

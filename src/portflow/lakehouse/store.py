@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from portflow.errors import DataError, UsageError
 from portflow.lakehouse import atomic
@@ -187,16 +186,6 @@ class Lakehouse:
         atomic.write_table(pa.table(cols), path)
         return path
 
-    def stored_symbols(self, provider: str, timeframe: str) -> list[str]:
-        """Original symbols of every stored OHLCV file of a provider (read from the files)."""
-        folder = self.root / "ohlcv" / self._part(provider, "provider") / timeframe
-        out = []
-        for f in sorted(folder.glob("*.parquet")):
-            col = pq.read_table(f, columns=["symbol"]).column(0)
-            if len(col):
-                out.append(str(col[0]))
-        return out
-
     def quarantine(
         self, provider: str, timeframe: str, symbol: str, bars: pd.DataFrame, fetched_at: str
     ) -> Path:
@@ -263,12 +252,6 @@ class Lakehouse:
         for c in ("valid_from", "valid_to"):
             df[c] = utc_timestamps(df[c])
         return df
-
-    def current_symbols(self, provider: str) -> pd.DataFrame:
-        """The open version (valid_to is null) of every symbol of a provider, by symbol."""
-        df = self.read_symbols()
-        df = df[(df["provider"] == provider) & df["valid_to"].isna()]
-        return df.set_index("symbol")
 
     def upsert_symbols(
         self, provider: str, meta: pd.DataFrame, valid_from: pd.Timestamp
