@@ -270,9 +270,11 @@ def _key_outputs(rec: dict[str, Any]) -> str:
                     f" {c.get('symbols_toxic', 0)} toxic")
         if "scan-run" in steps:
             return f"{steps['scan-run'].get('counts', {}).get('candidates', 0)} candidates"
-        name, step = next(iter(steps.items()), ("", {}))
-        first = next(iter(step.get("counts", {}).items()), None)
-        return f"{name}: {first[0]} {first[1]}" if first else name
+        for name, step in steps.items():
+            counts: dict[str, Any] = step.get("counts", {})
+            first = next(iter(counts.items()), None)
+            return f"{name}: {first[0]} {first[1]}" if first else name
+        return ""
     if rec.get("status") == "failed":
         return str(rec.get("failure_reason") or "")[:60]
     sel = steps.get("port-select", {}).get("counts", {})
