@@ -212,12 +212,13 @@ def step_feature_ingest(ctx: Any, run: Any, sleeves: list[Any],
 
 def step_feature_backfill(ctx: Any, run: Any, sleeves: list[Any],
                           candidates: list[dict[str, Any]]) -> dict[str, int]:
-    """Every healthy symbol of the sleeves' providers (the whole lakehouse, not only the
-    candidates of this run)."""
+    """Every healthy symbol of the whole lakehouse — every provider, not only this run's
+    candidates — so a backfill scoped to one profile never erases another's rows."""
     health = ctx.lake.read_health()
-    providers = {ctx.provider(s).name: s.timeframe for s in sleeves}
-    ok = health[(health["status"] == "healthy") & health["provider"].isin(list(providers))]
-    sources = [(p, providers[p], s) for p, s in zip(ok["provider"], ok["symbol"], strict=True)]
+    timeframes = {ctx.provider(s).name: s.timeframe for s in sleeves}
+    ok = health[health["status"] == "healthy"]
+    sources = [(p, timeframes.get(p, "1d"), s)
+               for p, s in zip(ok["provider"], ok["symbol"], strict=True)]
     return backfill(ctx.lake, sources)
 
 
