@@ -200,6 +200,12 @@ def step_select(ctx: Context, run: Run) -> dict[str, Any]:
     as_of = _as_of(run)
     settings = ctx.sleeve_settings(sleeve)
     cands = sleeve_candidates(load_candidates(ctx, run.record["candidates_run"]), sleeve)
+    if not cands:
+        raise RunError(
+            f"data run '{run.record['data_run']}' has no candidates from the scanners of"
+            f" '{sleeve.name}' ({', '.join(sleeve.scanners)}); pick its own data run with"
+            f" --data-run or run flow-data --profile {sleeve.name}"
+        )
     export = ctx.data_dir / "export" / run.record["candidates_run"] / "candidates.json"
     bars = _load_bars(ctx, sleeve, cands, as_of)
     inputs = [export, ctx.lake.health_path, ctx.lake.symbols_path, ctx.lake.features_matrix_path]
