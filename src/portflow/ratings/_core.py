@@ -457,25 +457,39 @@ def rsi(x, n, out):
         out[t] = out[t - 1] if ch == 0.0 else _rsi_value(up, dn)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+@jit
 def cci(x, n, out):
     """CCI = (x - SMA(x, n)) / (0.015 * mean absolute deviation); NaN when the deviation is 0."""
-    size = x.shape[0]
-    ma = np.empty(size)
+    ma = np.empty(x.shape[0])
     sma(x, n, ma)
-    for t in range(size):
-        m = ma[t]
+    cci_from_mean(x, ma, n, out)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def cci_from_mean(x, ma, n, out):
+    """CCI of ``x`` given its SMA ``ma`` over ``n`` bars (NaN where ``ma`` is NaN)."""
+    size = x.shape[0]
+    s = min(n - 1, size)
+    for t in range(s):
+        out[t] = np.nan
+    # Views from bar n - 1 and indices u + i >= 0: a possibly negative index (t - n + 1 + i)
+    # makes numba's wraparound check turn the window loads into gathers.
+    ma_v = ma[s:]
+    x_v = x[s:]
+    out_v = out[s:]
+    for u in range(size - s):
+        m = ma_v[u]
         if m != m:
-            out[t] = np.nan
+            out_v[u] = np.nan
             continue
         # Reassociation (fastmath "reassoc", this function only) lets the deviation sum
         # vectorise; the order does not matter for the one exact case that counts: identical
         # values give exact zeros in any order.
         dev = 0.0
-        for i in range(t - n + 1, t + 1):
-            dev += abs(x[i] - m)
+        for i in range(n):
+            dev += abs(x[u + i] - m)
         dev /= n
-        out[t] = (x[t] - m) / (0.015 * dev) if dev > 0.0 else np.nan
+        out_v[u] = (x_v[u] - m) / (0.015 * dev) if dev > 0.0 else np.nan
 
 
 @jit

@@ -15,9 +15,14 @@ Algorithm (``compute_ratings``):
    copy of the panel, and only outputs are written back: peak memory is the inputs, the outputs
    and O(T) scratch per thread.
    Threads take blocks of 8 columns so that reading C-ordered inputs row by row uses whole
-   cache lines.
-3. Per column compute the 26 components with the serial kernels of ``_core`` (the code the
-   public kernels in ``kernels`` run) and turn each into a vote per bar: +1 buy, -1 sell,
+   cache lines; gather and scatter go one array at a time (few memory streams), and all
+   per-column scratch is allocated once per block.
+3. Per column compute the 26 components, with the serial kernels of ``_core`` (the code the
+   public kernels in ``kernels`` run) or, where the bars being NaN-free allows a faster pass,
+   with ``_fused``'s single-pass versions that repeat ``_core``'s floating-point operations
+   in the same order (bit-identical; ``tests/ratings/test_fused.py``). Hot loops index from 0
+   (views, ``x[u + k]``): a possibly negative index makes numba's wraparound check compile
+   window loads to gathers. Each component becomes a vote per bar: +1 buy, -1 sell,
    0 neutral, or absent (``VOTE_ABSENT``) while any value the rule reads (including the
    previous bar for "rising", and ``[k]`` look-backs such as AO[2]) is not yet available.
    Rising means strictly greater than the previous bar. Work shared between components is
@@ -47,6 +52,7 @@ from numba import prange, types
 from numpy.typing import ArrayLike, NDArray
 
 from portflow.ratings import _core as k
+from portflow.ratings import _fused as f
 from portflow.ratings._jit import F8_2D_IN, F8_2D_OUT, Pinned, jit, pjit
 
 #: Sentinel in ``Ratings.votes`` for a component that cannot vote yet (or padding).
@@ -137,18 +143,19 @@ def _ichimoku_rule(c, conv, base, l1, l2):
 
 @jit
 def _vote_band_turn(x, lo, hi, out):
-    """Buy below ``lo`` and rising, sell above ``hi`` and falling (RSI, CCI, Williams %R)."""
-    for t in range(x.shape[0]):
-        a = x[t]
-        b = x[t - 1] if t > 0 else np.nan
-        if a != a or b != b:
-            out[t] = VOTE_ABSENT
-        elif a < lo and a > b:
-            out[t] = 1
-        elif a > hi and a < b:
-            out[t] = -1
-        else:
-            out[t] = 0
+    """Buy below ``lo`` and rising, sell above ``hi`` and falling (RSI, CCI, Williams %R).
+
+    Branch-free, indices ``u + k`` >= 0 (numba's negative-index wraparound would otherwise
+    turn ``x[t - 1]`` into gathers): the vote loops vectorise.
+    """
+    size = x.shape[0]
+    if size > 0:
+        out[0] = VOTE_ABSENT
+    for u in range(size - 1):
+        a = x[u + 1]
+        b = x[u]
+        v = np.int8((a < lo) & (a > b)) - np.int8((a > hi) & (a < b))
+        out[u + 1] = v if ((a == a) & (b == b)) else VOTE_ABSENT
 
 
 @jit
@@ -158,47 +165,43 @@ def _vote_stoch(kk, d, c, trend, use_trend, out):
         a = kk[t]
         b = d[t]
         m = trend[t]
-        if a != a or b != b or (use_trend and m != m):
-            out[t] = VOTE_ABSENT
-        elif a < 20.0 and b < 20.0 and a > b and (not use_trend or c[t] < m):
-            out[t] = 1
-        elif a > 80.0 and b > 80.0 and a < b and (not use_trend or c[t] > m):
-            out[t] = -1
-        else:
-            out[t] = 0
+        ct = c[t]
+        buy = (a < 20.0) & (b < 20.0) & (a > b) & ((not use_trend) | (ct < m))
+        sell = (a > 80.0) & (b > 80.0) & (a < b) & ((not use_trend) | (ct > m))
+        ok = (a == a) & (b == b) & ((not use_trend) | (m == m))
+        out[t] = np.int8(buy) - np.int8(sell) if ok else VOTE_ABSENT
 
 
 @jit
 def _vote_dmi(adx, plus, minus, out):
-    for t in range(adx.shape[0]):
-        a = adx[t]
-        a1 = adx[t - 1] if t > 0 else np.nan
-        if a != a or a1 != a1 or plus[t] != plus[t] or minus[t] != minus[t]:
-            out[t] = VOTE_ABSENT
-        elif a > 20.0 and a > a1 and plus[t] > minus[t]:
-            out[t] = 1
-        elif a > 20.0 and a > a1 and plus[t] < minus[t]:
-            out[t] = -1
-        else:
-            out[t] = 0
+    size = adx.shape[0]
+    if size > 0:
+        out[0] = VOTE_ABSENT
+    for u in range(size - 1):
+        a = adx[u + 1]
+        a1 = adx[u]
+        p = plus[u + 1]
+        m = minus[u + 1]
+        up = (a > 20.0) & (a > a1)
+        v = np.int8(up & (p > m)) - np.int8(up & (p < m))
+        ok = (a == a) & (a1 == a1) & (p == p) & (m == m)
+        out[u + 1] = v if ok else VOTE_ABSENT
 
 
 @jit
 def _vote_ao(x, out):
     """Zero-line cross or saucer; needs AO, AO[1] and AO[2]."""
-    for t in range(x.shape[0]):
-        if t < 2 or x[t] != x[t] or x[t - 1] != x[t - 1] or x[t - 2] != x[t - 2]:
-            out[t] = VOTE_ABSENT
-            continue
-        a0 = x[t]
-        a1 = x[t - 1]
-        a2 = x[t - 2]
-        if (a0 > 0.0 and a1 <= 0.0) or (a0 > 0.0 and a1 > 0.0 and a0 > a1 and a2 > a1):
-            out[t] = 1
-        elif (a0 < 0.0 and a1 >= 0.0) or (a0 < 0.0 and a1 < 0.0 and a0 < a1 and a2 < a1):
-            out[t] = -1
-        else:
-            out[t] = 0
+    size = x.shape[0]
+    for t in range(min(2, size)):
+        out[t] = VOTE_ABSENT
+    for u in range(size - 2):
+        a0 = x[u + 2]
+        a1 = x[u + 1]
+        a2 = x[u]
+        buy = ((a0 > 0.0) & (a1 <= 0.0)) | ((a0 > 0.0) & (a1 > 0.0) & (a0 > a1) & (a2 > a1))
+        sell = ((a0 < 0.0) & (a1 >= 0.0)) | ((a0 < 0.0) & (a1 < 0.0) & (a0 < a1) & (a2 < a1))
+        ok = (a0 == a0) & (a1 == a1) & (a2 == a2)
+        out[u + 2] = np.int8(buy) - np.int8(sell) if ok else VOTE_ABSENT
 
 
 @jit
@@ -233,15 +236,19 @@ def _vote_above(x, y, out):
 
 @jit
 def _vote_bbp(bull, bear, c, trend, out):
-    for t in range(c.shape[0]):
-        if t == 0 or trend[t] != trend[t] or bear[t] != bear[t] or bear[t - 1] != bear[t - 1]:
-            out[t] = VOTE_ABSENT
-        elif c[t] > trend[t] and bear[t] < 0.0 and bear[t] > bear[t - 1]:
-            out[t] = 1
-        elif c[t] < trend[t] and bull[t] > 0.0 and bull[t] < bull[t - 1]:
-            out[t] = -1
-        else:
-            out[t] = 0
+    size = c.shape[0]
+    if size > 0:
+        out[0] = VOTE_ABSENT
+    for u in range(size - 1):
+        t = u + 1
+        m = trend[t]
+        ct = c[t]
+        b0 = bear[t]
+        b1 = bear[u]
+        buy = (ct > m) & (b0 < 0.0) & (b0 > b1)
+        sell = (ct < m) & (bull[t] > 0.0) & (bull[t] < bull[u])
+        ok = (m == m) & (b0 == b0) & (b1 == b1)
+        out[t] = np.int8(buy) - np.int8(sell) if ok else VOTE_ABSENT
 
 
 @jit
@@ -259,126 +266,131 @@ def _vote_level(x, buy_above, sell_below, out):
             out[t] = 0
 
 
-# A tuple, not an array: numba freezes global tuples into the code, while a global array makes
-# a function uncacheable ("dynamic globals").
-_EMA_LENGTHS = (10, 20, 30, 50, 100, 200, 12, 26, 13)
-
-
 @jit
 def _ichimoku_vote(hh9, ll9, c, hh26, ll26, lead1, lead2, out):
     """Ichimoku (9, 26, 52, displacement 26) vote in one pass from the 9-bar extremes.
 
     Windows of 26 and 52 bars are unions of overlapping shorter ones ([t-25, t] = the 9-bar
     windows ending at t, t-9, t-17; 52 = two 26-bar windows), exact because max and min are
-    idempotent. hh26, ll26, lead1, lead2 are (n,) scratch.
+    idempotent. hh26, ll26, lead1, lead2 are (n,) scratch. Every vote needs lead2 26 bars
+    back, i.e. bar t >= 77; before that all are absent.
     """
-    for t in range(c.shape[0]):
-        if t >= 25:
-            hh26[t] = max(hh9[t], max(hh9[t - 9], hh9[t - 17]))
-            ll26[t] = min(ll9[t], min(ll9[t - 9], ll9[t - 17]))
-        else:
-            hh26[t] = np.nan
-            ll26[t] = np.nan
+    size = c.shape[0]
+    for t in range(min(25, size)):
+        hh26[t] = np.nan
+        ll26[t] = np.nan
+    # t = u + 25
+    for u in range(size - 25):
+        hh26[u + 25] = max(hh9[u + 25], max(hh9[u + 16], hh9[u + 8]))
+        ll26[u + 25] = min(ll9[u + 25], min(ll9[u + 16], ll9[u + 8]))
+    for t in range(size):
         conv = (hh9[t] + ll9[t]) / 2.0
         base = (hh26[t] + ll26[t]) / 2.0
         lead1[t] = (conv + base) / 2.0
-        if t >= 51:
-            lead2[t] = (max(hh26[t], hh26[t - 26]) + min(ll26[t], ll26[t - 26])) / 2.0
-        else:
-            lead2[t] = np.nan
-        l1 = lead1[t - 26] if t >= 26 else np.nan
-        l2 = lead2[t - 26] if t >= 26 else np.nan
-        out[t] = _ichimoku_rule(c[t], conv, base, l1, l2)
+    for t in range(min(51, size)):
+        lead2[t] = np.nan
+    # t = u + 51
+    for u in range(size - 51):
+        lead2[u + 51] = (max(hh26[u + 51], hh26[u + 25]) + min(ll26[u + 51], ll26[u + 25])) / 2.0
+    for t in range(min(77, size)):
+        out[t] = VOTE_ABSENT
+    # t = u + 77: lead1/lead2 displaced 26 bars are lead1[u + 51], lead2[u + 51]
+    for u in range(size - 77):
+        t = u + 77
+        ct = c[t]
+        conv = (hh9[t] + ll9[t]) / 2.0
+        base = (hh26[t] + ll26[t]) / 2.0
+        l1 = lead1[u + 51]
+        l2 = lead2[u + 51]
+        buy = (l1 > l2) & (base > l1) & (conv > base) & (ct > conv)
+        sell = (l1 < l2) & (base < l1) & (conv < base) & (ct < conv)
+        out[t] = np.int8(buy) - np.int8(sell)
+
+
+#: Rows of the per-thread float scratch of ``_rate_column`` (9 of them hold the EMAs).
+_N_SCRATCH = 18
 
 
 @jit
-def _stoch_and_williams_raw(hh9, ll9, c, raw, wr):
-    """Raw 14-bar stochastic and Williams %R from the 9-bar extremes ([t-13, t] is the union
-    of the 9-bar windows ending at t and t-5)."""
-    for t in range(c.shape[0]):
-        if t < 13:
-            raw[t] = np.nan
-            wr[t] = np.nan
-            continue
-        hh = max(hh9[t], hh9[t - 5])
-        ll = min(ll9[t], ll9[t - 5])
-        rng = hh - ll
-        if rng > 0.0:
-            raw[t] = 100.0 * ((c[t] - ll) / rng)
-            wr[t] = 100.0 * ((c[t] - hh) / rng)
-        else:
-            raw[t] = np.nan
-            wr[t] = np.nan
-
-
-@jit
-def _rate_column(h, lo, c, v, votes, adx, plus, minus):
+def _rate_column(h, lo, c, v, votes, adx, plus, minus, ws, run):
     """All 26 votes of one symbol: inputs (n,) float64, ``votes`` (26, n) int8, DMI (n,).
 
-    Lengths are passed as ``i64(...)``: numba would otherwise compile a separate specialisation
-    of a kernel for every integer literal it is called with (it doubled the cold compile).
+    ``ws`` is (``_N_SCRATCH``, n) float64 scratch and ``run`` (n,) int64 scratch, allocated
+    once per thread block by the caller. Lengths are passed as ``i64(...)``: numba would
+    otherwise compile a separate specialisation of a kernel for every integer literal it is
+    called with (it doubled the cold compile).
     """
     i64 = np.int64
     n = c.shape[0]
-    a = np.empty(n)
-    b = np.empty(n)
-    r = np.empty(n)
-    t1 = np.empty(n)
-    t2 = np.empty(n)
+    ph = ws[0]
+    pl = ws[1]
+    a = ws[2]
+    b = ws[3]
+    r = ws[4]
+    t1 = ws[5]
+    t2 = ws[6]
+    hh9 = ws[7]
+    ll9 = ws[8]
+    emas = ws[9:18]
 
-    # Six SMAs of close share one prefix pass.
-    ph = np.empty(n)
-    pl = np.empty(n)
-    nan_count = np.empty(n, np.int64)
-    run = np.empty(n, np.int64)
-    k.prefix_sums(c, ph, pl, nan_count, run)
+    # Six SMAs of close and CCI's SMA 20 share one prefix pass.
+    f.prefix_sums_nan_free(c, ph, pl, run)
     for i in range(6):
-        _vote_sma_from_prefix(c, ph, pl, run, _MA_LENGTHS[i], votes[i])
-    emas = np.empty((len(_EMA_LENGTHS), n))
-    k.ema_bank(c, _EMA_LENGTHS, emas)
+        f.sma_votes_from_prefix(c, ph, pl, run, _MA_LENGTHS[i], votes[i])
+    f.sma_from_prefix(c, ph, pl, run, i64(20), a)
+    k.cci_from_mean(c, a, i64(20), b)
+    _vote_band_turn(b, -100.0, 100.0, votes[17])
+
+    # One pass advances all nine EMAs (MACD and Bull Bear Power reuse 12, 26, 13).
+    f.ema_bank9(c, emas, k.ema_bank)
     for i in range(6):
-        _vote_ma(emas[i], c, votes[6 + i])
+        f.vote_ma_from(emas[i], c, _MA_LENGTHS[i] - 1, votes[6 + i])
     e50 = emas[3]
-    k.hma(c, i64(9), a)
-    _vote_ma(a, c, votes[12])
+    f.hma9(c, t1, t2, b, a)
+    f.vote_ma_from(a, c, i64(10), votes[12])
     k.vwma(c, v, i64(20), a)
     _vote_ma(a, c, votes[13])
 
     # Every high/low window extreme (9, 14, 26, 52) comes from the 9-bar ones, exactly.
-    hh9 = np.empty(n)
-    ll9 = np.empty(n)
-    k.rolling_extreme(h, i64(9), hh9, True)
-    k.rolling_extreme(lo, i64(9), ll9, False)
+    f.extremes9(h, lo, hh9, ll9)
     _ichimoku_vote(hh9, ll9, c, t1, t2, a, b, votes[14])
 
-    k.rsi(c, i64(14), r)
+    f.rsi14(c, r)
     _vote_band_turn(r, 30.0, 70.0, votes[15])
     # Stochastic and Williams %R share the 14-bar extremes.
-    _stoch_and_williams_raw(hh9, ll9, c, t1, t2)
+    f.stoch_and_williams_raw(hh9, ll9, c, t1, t2)
     _vote_band_turn(t2, -80.0, -20.0, votes[23])
-    k.sma(t1, i64(3), a)
-    k.sma(a, i64(3), b)
+    f.sma3(t1, a)
+    f.sma3(a, b)
     _vote_stoch(a, b, c, e50, False, votes[16])
-    k.cci(c, i64(20), a)
-    _vote_band_turn(a, -100.0, 100.0, votes[17])
-    k.dmi(h, lo, c, i64(14), i64(14), plus, minus, adx)
+    f.dmi14(h, lo, c, plus, minus, adx)
     _vote_dmi(adx, plus, minus, votes[18])
-    k.ao(h, lo, i64(5), i64(34), a)
+    # AO: SMA5 and SMA34 of hl2 (the prefix scratch of close is free again).
+    for t in range(n):
+        t1[t] = (h[t] + lo[t]) / 2.0
+    f.prefix_sums_nan_free(t1, ph, pl, run)
+    f.sma_from_prefix(t1, ph, pl, run, i64(34), t2)
+    f.sma5(t1, a)
+    for t in range(n):
+        a[t] -= t2[t]
     _vote_ao(a, votes[19])
-    k.mom(c, i64(10), a)
-    _vote_turn(a, votes[20])
+    f.mom_votes(c, i64(10), votes[20])
     # MACD from the banked EMA12/EMA26 (same SMA seeds as k.macd).
     for t in range(n):
         a[t] = emas[6, t] - emas[7, t]
     k.ema(a, i64(9), b)
     _vote_above(a, b, votes[21])
-    k.stoch(r, r, r, i64(14), i64(3), i64(3), a, b)
-    _vote_stoch(a, b, c, e50, True, votes[22])
+    # Stoch RSI: 14-bar extremes of RSI (finite from bar 14), raw, %K, %D.
+    f.extremes(r, r, i64(14), i64(14), t1, t2)
+    f.stoch_raw_from(r, t1, t2, i64(27), a)
+    f.sma3(a, t1)
+    f.sma3(t1, t2)
+    _vote_stoch(t1, t2, c, e50, True, votes[22])
     for t in range(n):
         a[t] = h[t] - emas[8, t]
         b[t] = lo[t] - emas[8, t]
     _vote_bbp(a, b, c, e50, votes[24])
-    k.ultimate_oscillator(h, lo, c, i64(7), i64(14), i64(28), a)
+    f.uo_7_14_28(h, lo, c, ph, pl, t1, t2, a)
     _vote_level(a, 70.0, 30.0, votes[25])
 
 
@@ -428,33 +440,75 @@ def _bar_counts_panel(o, h, lo, c, counts, bad_bar, bad_pad):
 
 
 @jit
-def _combine_votes(votes, ra, rm, ro):
-    """Group means of the present votes (26, n) -> recommend_all/ma/other (n,)."""
+def _combine_votes(votes, ra, rm, ro, acc):
+    """Group means of the present votes (26, n) -> recommend_all/ma/other (n,).
+
+    ``acc`` is (4, n) int8 scratch: sums and counts of at most 15 votes fit in int8, so the
+    component-major accumulation runs 32 bars per vector instruction.
+    """
     n = votes.shape[1]
-    ma_sum = np.zeros(n, np.int32)
-    ma_cnt = np.zeros(n, np.int32)
-    os_sum = np.zeros(n, np.int32)
-    os_cnt = np.zeros(n, np.int32)
+    ma_sum = acc[0]
+    ma_cnt = acc[1]
+    os_sum = acc[2]
+    os_cnt = acc[3]
+    for t in range(n):
+        ma_sum[t] = 0
+        ma_cnt[t] = 0
+        os_sum[t] = 0
+        os_cnt[t] = 0
     # Component-major, branch-free loops vectorise; a per-bar loop over 26 components did not.
-    for i in range(N_COMPONENTS):
-        s = ma_sum if i < N_MA else os_sum
-        c = ma_cnt if i < N_MA else os_cnt
+    for i in range(N_MA):
         row = votes[i]
         for t in range(n):
-            present = row[t] != VOTE_ABSENT
-            s[t] += np.int32(row[t]) * present
-            c[t] += present
+            x = row[t]
+            present = x != VOTE_ABSENT
+            ma_sum[t] += x if present else 0
+            ma_cnt[t] += present
+    for i in range(N_MA, N_COMPONENTS):
+        row = votes[i]
+        for t in range(n):
+            x = row[t]
+            present = x != VOTE_ABSENT
+            os_sum[t] += x if present else 0
+            os_cnt[t] += present
     for t in range(n):
-        r_ma = ma_sum[t] / ma_cnt[t] if ma_cnt[t] > 0 else np.nan
-        r_os = os_sum[t] / os_cnt[t] if os_cnt[t] > 0 else np.nan
-        if ma_cnt[t] > 0 and os_cnt[t] > 0:
-            ra[t] = (r_ma + r_os) / 2.0
-        elif ma_cnt[t] > 0:
-            ra[t] = r_ma
-        else:
-            ra[t] = r_os
+        cm = ma_cnt[t]
+        co = os_cnt[t]
+        r_ma = np.float64(ma_sum[t]) / np.float64(cm)
+        r_os = np.float64(os_sum[t]) / np.float64(co)
+        r_ma = r_ma if cm > 0 else np.nan
+        r_os = r_os if co > 0 else np.nan
+        both = (r_ma + r_os) / 2.0
+        ra[t] = both if ((cm > 0) & (co > 0)) else (r_ma if cm > 0 else r_os)
         rm[t] = r_ma
         ro[t] = r_os
+
+
+@jit
+def _gather_block(x, j0, width, n_bars, n_min, n_max, out):
+    """Columns j0 .. j0 + width of (T, N) ``x`` into rows of ``out`` (width, n_max), each
+    column's first ``n_bars[jj]`` bars."""
+    xb = x[:, j0 : j0 + width]
+    for t in range(n_min):
+        for jj in range(width):
+            out[jj, t] = xb[t, jj]
+    for t in range(n_min, n_max):
+        for jj in range(width):
+            if t < n_bars[jj]:
+                out[jj, t] = xb[t, jj]
+
+
+@jit
+def _scatter_block(src, j0, width, n_bars, n_min, x):
+    """Rows of ``src`` (width, >= n_bars) back into columns j0 .. j0 + width of (T, N) ``x``,
+    NaN after each column's bars."""
+    xb = x[:, j0 : j0 + width]
+    for t in range(n_min):
+        for jj in range(width):
+            xb[t, jj] = src[jj, t]
+    for t in range(n_min, x.shape[0]):
+        for jj in range(width):
+            xb[t, jj] = src[jj, t] if t < n_bars[jj] else np.nan
 
 
 @pjit
@@ -471,22 +525,31 @@ def _ratings_panel(
         n_max = 0
         for jj in range(width):
             n_max = max(n_max, n_bars[jj])
+        n_min = n_max
+        for jj in range(width):
+            n_min = min(n_min, n_bars[jj])
         ins = np.empty((4, width, n_max))
-        for t in range(n_max):
-            for jj in range(width):
-                if t < n_bars[jj]:
-                    ins[0, jj, t] = h[t, j0 + jj]
-                    ins[1, jj, t] = lo[t, j0 + jj]
-                    ins[2, jj, t] = c[t, j0 + jj]
-                    ins[3, jj, t] = v[t, j0 + jj]
+        # One input array at a time: one read stream (a cache line of the block per row) and
+        # ``width`` write streams; all four at once was ~40 streams, more than the hardware
+        # prefetchers track.
+        _gather_block(h, j0, width, n_bars, n_min, n_max, ins[0])
+        _gather_block(lo, j0, width, n_bars, n_min, n_max, ins[1])
+        _gather_block(c, j0, width, n_bars, n_min, n_max, ins[2])
+        _gather_block(v, j0, width, n_bars, n_min, n_max, ins[3])
         outs = np.empty((6, width, n_max))
         vb = np.empty((width if want_votes else 0, N_COMPONENTS, n_max), np.int8)
+        # Scratch allocated once per block; reshaped flat buffers so every row is C-contiguous
+        # for each column's length.
+        ws_buf = np.empty(_N_SCRATCH * n_max)
+        run = np.empty(n_max, np.int64)
+        vote_buf = np.empty(N_COMPONENTS * n_max, np.int8)
+        acc_buf = np.empty(4 * n_max, np.int8)
         # Calling the column code straight from the parallel loop (no intermediate block
         # function) saves one LLVM re-optimisation of everything inlined below: ~9 s of
         # cold compile.
         for jj in range(width):
             n = n_bars[jj]
-            col_votes = np.empty((N_COMPONENTS, n), np.int8)
+            col_votes = vote_buf[: N_COMPONENTS * n].reshape((N_COMPONENTS, n))
             _rate_column(
                 ins[0, jj, :n],
                 ins[1, jj, :n],
@@ -496,27 +559,25 @@ def _ratings_panel(
                 outs[3, jj, :n],
                 outs[4, jj, :n],
                 outs[5, jj, :n],
+                ws_buf[: _N_SCRATCH * n].reshape((_N_SCRATCH, n)),
+                run[:n],
             )
-            _combine_votes(col_votes, outs[0, jj, :n], outs[1, jj, :n], outs[2, jj, :n])
+            _combine_votes(
+                col_votes,
+                outs[0, jj, :n],
+                outs[1, jj, :n],
+                outs[2, jj, :n],
+                acc_buf[: 4 * n].reshape((4, n)),
+            )
             if want_votes:
                 vb[jj, :, :n] = col_votes
-        for t in range(n_rows):
-            for jj in range(width):
-                j = j0 + jj
-                if t < n_bars[jj]:
-                    rec_all[t, j] = outs[0, jj, t]
-                    rec_ma[t, j] = outs[1, jj, t]
-                    rec_oth[t, j] = outs[2, jj, t]
-                    adx[t, j] = outs[3, jj, t]
-                    plus[t, j] = outs[4, jj, t]
-                    minus[t, j] = outs[5, jj, t]
-                else:
-                    rec_all[t, j] = np.nan
-                    rec_ma[t, j] = np.nan
-                    rec_oth[t, j] = np.nan
-                    adx[t, j] = np.nan
-                    plus[t, j] = np.nan
-                    minus[t, j] = np.nan
+        # One output array at a time, for the same reason as the gather.
+        _scatter_block(outs[0], j0, width, n_bars, n_min, rec_all)
+        _scatter_block(outs[1], j0, width, n_bars, n_min, rec_ma)
+        _scatter_block(outs[2], j0, width, n_bars, n_min, rec_oth)
+        _scatter_block(outs[3], j0, width, n_bars, n_min, adx)
+        _scatter_block(outs[4], j0, width, n_bars, n_min, plus)
+        _scatter_block(outs[5], j0, width, n_bars, n_min, minus)
         if want_votes:
             for i in range(N_COMPONENTS):
                 for t in range(n_rows):
