@@ -98,30 +98,19 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from portflow.errors import ProviderError, suggest
-from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS
+from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, SCAN_FIELDS
 
 CRYPTO = "synthetic-crypto"
 EQUITIES = "synthetic-equities"
 _TS_DTYPE = "datetime64[ns, UTC]"
 _HORIZON_FLOOR = pd.Timestamp("2026-12-31", tz="UTC")
+# the canonical scanner fields (providers.base) plus identity columns, in the scan's order
 SCAN_COLUMNS = [
     "symbol",
     "exchange",
     "sector",
     "asset_class",
-    "close",
-    "volume",
-    "value_traded",
-    "change_pct",
-    "perf_1w",
-    "perf_1m",
-    "perf_3m",
-    "volatility_d",
-    "adx",
-    "market_cap",
-    "recommend_all",
-    "recommend_ma",
-    "recommend_other",
+    *(f for f in SCAN_FIELDS if f not in ("asset_class", "exchange")),
 ]
 PATHOLOGY_KINDS = ("spike", "missing_bars", "flat", "late_listing", "delisting", "no_lot_size")
 SPIKE_RATIO = 7.5
