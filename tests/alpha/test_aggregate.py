@@ -32,7 +32,7 @@ def test_mixed_calendars_compound_onto_the_coarser_one() -> None:
     assert coarsest(["24/7", "XNYS"]) == "XNYS" and win.calendar == "XNYS"
     assert len(win.returns) == 100
     # a Monday return of the crypto asset compounds Saturday, Sunday and Monday
-    monday = next(d for d in win.returns.index if d.dayofweek == 0 and
+    monday = next(d for d in win.returns.index if d.day_of_week == 0 and
                   d - pd.Timedelta(days=3) in win.returns.index)
     c = crypto.set_index("timestamp")["close"]
     daily = c.pct_change()
