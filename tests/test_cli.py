@@ -141,6 +141,9 @@ def test_sigkill_mid_ingestion_then_rerun_equals_an_uninterrupted_run(
     stored = len(list(ohlcv.rglob("*.parquet")))
     assert 8 <= stored < 100, f"kill did not land mid-ingestion ({stored} files)"
 
+    listing = portflow("runs", "list", data_dir=data, check=True).stdout
+    assert "killed (process gone)" in listing  # not "running" forever
+
     portflow("flow-data", "--profile", "crypto_long", data_dir=data, check=True)
     assert not list((data / "lakehouse").rglob(".tmp-*"))
     for f in (data / "lakehouse").rglob("*.parquet"):

@@ -26,7 +26,7 @@ from portflow.clock import parse_as_of
 from portflow.config.loader import packaged_config_dir
 from portflow.context import Context
 from portflow.errors import NotAvailableError, PortflowError, UsageError
-from portflow.runs import Run, list_runs, validate_run_id
+from portflow.runs import Run, is_orphaned, list_runs, validate_run_id
 
 app = typer.Typer(
     name="portflow",
@@ -254,7 +254,8 @@ def runs_list(kind: Annotated[str | None, typer.Option("--kind", help="data, pro
         steps = rec.get("steps", {})
         secs = sum(float(s.get("seconds") or 0) for s in steps.values())
         table.add_row(str(rec.get("run_id")), str(rec.get("kind")), str(rec.get("profile")),
-                      str(rec.get("status")), str(rec.get("as_of")), str(rec.get("started_at")),
+                      "killed (process gone)" if is_orphaned(rec) else str(rec.get("status")),
+                      str(rec.get("as_of")), str(rec.get("started_at")),
                       f"{secs:.1f}", _key_outputs(rec))
     from rich.console import Console
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import re
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -133,6 +135,8 @@ class Run:
             "started_at": iso(started),
             "ended_at": None,
             "as_of": f"{as_of:%Y-%m-%d}",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
             **({"data_run": None} if kind == "production" else {}),
             **(extra or {}),
             "steps": {},
@@ -215,6 +219,20 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def is_orphaned(rec: dict[str, Any]) -> bool:
+    """A run recorded `running` whose process on this host is gone (killed before it could
+    record its end)."""
+    if rec.get("status") != "running" or rec.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(rec.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OSError):
+        return False
+    return False
 
 
 def list_runs(data_dir: Path) -> list[dict[str, Any]]:
