@@ -33,7 +33,7 @@ from portflow.alpha.select import DEFAULT_WEIGHTS, SelectionParams, select_htr
 from portflow.config import config_hash
 from portflow.config.models import SleeveProfile
 from portflow.context import Context
-from portflow.data.flow import load_candidates, sleeve_candidates
+from portflow.data.candidates import Candidate, load_candidates, sleeve_candidates
 from portflow.errors import HealthGateError, RunError
 from portflow.lakehouse import atomic
 from portflow.ratings.panel import frames_panel, last_values, rate
@@ -104,25 +104,25 @@ def _require(run: Run, name: str, step: str) -> Path:
 # -- step 1-2: aggregation, strict health, selection ------------------------------------
 
 
-def _load_bars(ctx: Context, sleeve: SleeveProfile, cands: list[dict[str, Any]],
+def _load_bars(ctx: Context, sleeve: SleeveProfile, cands: list[Candidate],
                as_of: pd.Timestamp) -> list[aggregate.CandidateBars]:
     provider = ctx.provider(sleeve)
     health = ctx.lake.health_of(provider.name)
     universes = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
     out = []
     for c in cands:
-        universe = next(universes[s] for s in c["scanners"] if s in universes)
+        universe = universes[c.scanner_in(universes)]
         cal = provider.calendar(universe)
-        bars = ctx.lake.read_ohlcv(provider.name, sleeve.timeframe, c["symbol"])
+        bars = ctx.lake.read_ohlcv(provider.name, sleeve.timeframe, c.symbol)
         if bars is not None:
             bars = bars[bars["timestamp"] <= clock.last_closed_bar(cal, as_of)]
-        h = dict(health.get(c["symbol"], {}))
+        h = dict(health.get(c.symbol, {}))
         if h.get("status") == "toxic" and _after(h.get("bar_timestamp"), as_of):
             # the offending bar came after this window: the stored bars up to the window end
             # are clean (the toxic fetch was quarantined), so the future does not decide
             h = {}
         out.append(aggregate.CandidateBars(
-            key=f"{c['symbol']}:{c['direction']}", symbol=c["symbol"], direction=c["direction"],
+            key=c.key, symbol=c.symbol, direction=c.direction.value,
             calendar=cal, bars=bars, phase1_status=_opt_str(h.get("status")),
             phase1_reason=_opt_str(h.get("reason")),
         ))
@@ -199,7 +199,8 @@ def step_select(ctx: Context, run: Run) -> dict[str, Any]:
     sleeve = ctx.config.sleeve(run.record["profile"])
     as_of = _as_of(run)
     settings = ctx.sleeve_settings(sleeve)
-    cands = sleeve_candidates(load_candidates(ctx, run.record["candidates_run"]), sleeve)
+    cands = sleeve_candidates(load_candidates(ctx.data_dir, run.record["candidates_run"]),
+                              sleeve.scanners)
     if not cands:
         raise RunError(
             f"data run '{run.record['data_run']}' has no candidates from the scanners of"
@@ -227,20 +228,20 @@ def step_select(ctx: Context, run: Run) -> dict[str, Any]:
           run.file("health.json"))
 
     healthy = window.healthy
-    by_key = {f"{c['symbol']}:{c['direction']}": c for c in cands}
+    by_key = {c.key: c for c in cands}
     meta = symbols_as_of(ctx, ctx.provider(sleeve).name, as_of)
-    rec_all = _features_as_of(ctx, sorted({by_key[k]["symbol"] for k in healthy}),
+    rec_all = _features_as_of(ctx, sorted({by_key[k].symbol for k in healthy}),
                               window.window_end + pd.Timedelta(days=1))
     adx = _adx_as_of([b for b in bars if b.key in set(healthy)])
     info = pd.DataFrame(
         {
-            "symbol": [by_key[k]["symbol"] for k in healthy],
-            "direction": [by_key[k]["direction"] for k in healthy],
-            "logic": [sorted(set(by_key[k]["scanners"]) & set(sleeve.scanners))[0] for k in healthy],
-            "tick_size": [_meta(meta, by_key[k]["symbol"], "tick_size") for k in healthy],
-            "lot_size": [_meta(meta, by_key[k]["symbol"], "lot_size") for k in healthy],
+            "symbol": [by_key[k].symbol for k in healthy],
+            "direction": [by_key[k].direction.value for k in healthy],
+            "logic": [by_key[k].scanner_in(sleeve.scanners) for k in healthy],
+            "tick_size": [_meta(meta, by_key[k].symbol, "tick_size") for k in healthy],
+            "lot_size": [_meta(meta, by_key[k].symbol, "lot_size") for k in healthy],
             "liquidity": [window.liquidity[k] for k in healthy],
-            "recommend_all": [rec_all.get(by_key[k]["symbol"], np.nan) for k in healthy],
+            "recommend_all": [rec_all.get(by_key[k].symbol, np.nan) for k in healthy],
             "adx": [adx.get(k, np.nan) for k in healthy],
         },
         index=pd.Index(healthy, name="key"),

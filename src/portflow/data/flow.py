@@ -12,7 +12,6 @@ time); the lock dies with the process, so a killed run never blocks the next one
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -20,14 +19,14 @@ from typing import Any
 from portflow.config import config_hash
 from portflow.config.models import SleeveProfile
 from portflow.context import Context
-from portflow.data import features as feature_steps
-from portflow.data import scan
+from portflow.data import features, scan
+from portflow.data.candidates import Candidate, load_candidates, sleeve_candidates
 from portflow.data.ingest import Ingestor, Target, run_ingest
 from portflow.data.metadata import ingest_metadata
-from portflow.errors import DataError, NotAvailableError, RunError
+from portflow.errors import DataError, RunError
 from portflow.executors import default_jobs
 from portflow.lakehouse import atomic
-from portflow.runs import NOT_AVAILABLE, Run, newest_data_run
+from portflow.runs import Run, newest_data_run
 from portflow.ui import Tracker, console, log
 
 STEPS = ("scan-run", "data-ingest", "meta-ingest", "feature-ingest", "feature-backfill")
@@ -51,27 +50,6 @@ def new_data_run(ctx: Context, profile: str, run_id: str | None, extra: dict[str
         ctx.data_dir, "data", profile, ctx.as_of, resolved, config_hash(resolved),
         run_id=run_id, extra=extra,
     )
-
-
-def load_candidates(ctx: Context, candidates_run: str) -> list[dict[str, Any]]:
-    path = ctx.data_dir / "export" / candidates_run / "candidates.json"
-    if not path.is_file():
-        raise RunError(
-            f"data run '{candidates_run}' has no export/{candidates_run}/candidates.json;"
-            " run scan-run or flow-data first"
-        )
-    data = json.loads(path.read_text())
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of candidate records")
-    return data
-
-
-def sleeve_candidates(
-    candidates: list[dict[str, Any]], sleeve: SleeveProfile
-) -> list[dict[str, Any]]:
-    """The candidates found by this sleeve's scanners."""
-    mine = set(sleeve.scanners)
-    return [c for c in candidates if mine & set(c.get("scanners", []))]
 
 
 # -- steps ----------------------------------------------------------------------------------
@@ -105,7 +83,7 @@ def step_scan(ctx: Context, run: Run, sleeves: list[SleeveProfile]) -> None:
 
 
 def _targets(
-    ctx: Context, sleeves: list[SleeveProfile], candidates: list[dict[str, Any]]
+    ctx: Context, sleeves: list[SleeveProfile], candidates: list[Candidate]
 ) -> dict[str, tuple[SleeveProfile, dict[str, Target]]]:
     """Targets grouped by provider name, one Target per symbol."""
     groups: dict[str, tuple[SleeveProfile, dict[str, Target]]] = {}
@@ -113,15 +91,14 @@ def _targets(
         provider = ctx.provider(sleeve)
         universe_of = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
         _, targets = groups.setdefault(provider.name, (sleeve, {}))
-        for c in sleeve_candidates(candidates, sleeve):
-            universe = next(universe_of[s] for s in c["scanners"] if s in universe_of)
-            targets.setdefault(c["symbol"], Target(c["symbol"], universe,
-                                                   provider.calendar(universe)))
+        for c in sleeve_candidates(candidates, sleeve.scanners):
+            universe = universe_of[c.scanner_in(universe_of)]
+            targets.setdefault(c.symbol, Target(c.symbol, universe, provider.calendar(universe)))
     return groups
 
 
 def step_ingest(
-    ctx: Context, run: Run, sleeves: list[SleeveProfile], candidates: list[dict[str, Any]],
+    ctx: Context, run: Run, sleeves: list[SleeveProfile], candidates: list[Candidate],
     opts: IngestOptions,
 ) -> None:
     with run.step("data-ingest") as counts:
@@ -177,7 +154,7 @@ def _summary(per_symbol: dict[str, dict[str, Any]], provider: str) -> None:
 
 
 def step_meta(
-    ctx: Context, run: Run, sleeves: list[SleeveProfile], candidates: list[dict[str, Any]]
+    ctx: Context, run: Run, sleeves: list[SleeveProfile], candidates: list[Candidate]
 ) -> None:
     with run.step("meta-ingest") as counts:
         for sleeve, targets in _targets(ctx, sleeves, candidates).values():
@@ -191,19 +168,44 @@ def step_meta(
             f" {counts.get('changed', 0)} changed; missing lot size: {counts.get('missing_lot_size', 0)}")
 
 
-def step_features(
-    ctx: Context, run: Run, name: str, sleeves: list[SleeveProfile],
-    candidates: list[dict[str, Any]],
-) -> bool:
-    """feature-ingest or feature-backfill; returns False when not built yet (recorded)."""
-    fn = feature_steps.STEPS.get(name)
-    if fn is None:
-        run.not_available(name)
-        log(f"{name}: {NOT_AVAILABLE} (recorded in run.json)")
-        return False
-    with run.step(name) as counts:
-        counts.update(fn(ctx, run, sleeves, candidates))
-    return True
+def _by_provider(
+    ctx: Context, sleeves: list[SleeveProfile], candidates: list[Candidate]
+) -> dict[str, tuple[Any, str, dict[str, set[str]]]]:
+    """provider name -> (provider, timeframe, universe -> symbols) of the sleeves' candidates."""
+    out: dict[str, tuple[Any, str, dict[str, set[str]]]] = {}
+    for sleeve in sleeves:
+        provider = ctx.provider(sleeve)
+        universes = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
+        _, _, by_uni = out.setdefault(provider.name, (provider, sleeve.timeframe, {}))
+        for c in sleeve_candidates(candidates, sleeve.scanners):
+            by_uni.setdefault(universes[c.scanner_in(universes)], set()).add(c.symbol)
+    return out
+
+
+def step_feature_ingest(
+    ctx: Context, run: Run, sleeves: list[SleeveProfile], candidates: list[Candidate]
+) -> None:
+    with run.step("feature-ingest") as counts:
+        for provider, tf, by_uni in _by_provider(ctx, sleeves, candidates).values():
+            res = features.snapshot(ctx.lake, provider, tf,
+                                    {u: sorted(s) for u, s in by_uni.items()},
+                                    ctx.as_of, run.run_id)
+            for k, v in res.items():
+                counts[k] = counts.get(k, 0) + v
+        log("feature-ingest: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def step_feature_backfill(ctx: Context, run: Run, sleeves: list[SleeveProfile]) -> None:
+    """Every healthy symbol of the whole lakehouse — every provider, not only this run's
+    candidates — so a backfill scoped to one profile never erases another's rows."""
+    with run.step("feature-backfill") as counts:
+        health = ctx.lake.read_health()
+        timeframes: dict[str, str] = {ctx.provider(s).name: s.timeframe for s in sleeves}
+        ok = health[health["status"] == "healthy"]
+        sources = [(str(p), timeframes.get(str(p), "1d"), str(s))
+                   for p, s in zip(ok["provider"], ok["symbol"], strict=True)]
+        counts.update(features.backfill(ctx.lake, sources))
+        log("feature-backfill: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -215,13 +217,11 @@ def flow_data(ctx: Context, profile: str, run_id: str | None, opts: IngestOption
     log(f"flow-data: run {run.run_id} (as of {ctx.as_of:%Y-%m-%d}) for {', '.join(s.name for s in sleeves)}")
     with run.lifecycle(), ctx.lake.writer():
         step_scan(ctx, run, sleeves)
-        candidates = load_candidates(ctx, run.run_id)
+        candidates = load_candidates(ctx.data_dir, run.run_id)
         step_ingest(ctx, run, sleeves, candidates, opts)
         step_meta(ctx, run, sleeves, candidates)
-        for name in ("feature-ingest", "feature-backfill"):
-            step_features(ctx, run, name, sleeves, candidates)
-            c = run.record["steps"][name]["counts"]
-            log(f"{name}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+        step_feature_ingest(ctx, run, sleeves, candidates)
+        step_feature_backfill(ctx, run, sleeves)
     return run
 
 
@@ -231,8 +231,6 @@ def single_step(
 ) -> Run:
     """One Phase-1 step alone, in a new data run of its own."""
     sleeves = sleeves_of(ctx, profile)
-    if step in ("feature-ingest", "feature-backfill") and step not in feature_steps.STEPS:
-        raise NotAvailableError(f"{step} is not available yet")
     source = None
     if step != "scan-run":
         source = data_run or newest_data_run(
@@ -252,11 +250,13 @@ def single_step(
             step_scan(ctx, run, sleeves)
             return run
         assert source is not None
-        candidates = load_candidates(ctx, source)
+        candidates = load_candidates(ctx.data_dir, source)
         if step == "data-ingest":
             step_ingest(ctx, run, sleeves, candidates, opts)
         elif step == "meta-ingest":
             step_meta(ctx, run, sleeves, candidates)
+        elif step == "feature-ingest":
+            step_feature_ingest(ctx, run, sleeves, candidates)
         else:
-            step_features(ctx, run, step, sleeves, candidates)
+            step_feature_backfill(ctx, run, sleeves)
     return run
