@@ -96,12 +96,19 @@ def test_bad_input_gets_one_line_and_exit_2(phase1_data: Path, config_dir: Path)
 def test_runs_and_profiles_inspection(phase1_data: Path, tmp_path: Path) -> None:
     listing = portflow("runs", "list", data_dir=phase1_data, check=True).stdout
     assert "base" in listing and "succeeded" in listing
-    shown = json.loads(portflow("runs", "show", "base", data_dir=phase1_data, check=True).stdout)
-    assert shown["run_id"] == "base" and "config" not in shown
+    shown = json.loads(portflow("runs", "show", "base", "--json", data_dir=phase1_data,
+                                check=True).stdout)
+    sleeve_cfg = shown["config"]["sleeve_configs"]["long"]
+    assert shown["run_id"] == "base" and sleeve_cfg["history_bars"] == 1500
+    readable = portflow("runs", "show", "base", data_dir=phase1_data, check=True).stdout
+    assert "data-ingest" in readable and "succeeded" in readable
     assert portflow("runs", "show", "../etc", data_dir=phase1_data).returncode == 2
     resolved = json.loads(portflow("profiles", "show", "crypto_short", data_dir=phase1_data,
                                    check=True).stdout)
     assert resolved["selection"]["min_winners"] == 15
+    # resolved: calendar-derived values filled in, never null (SPEC §4)
+    assert resolved["calendar"] == "24/7" and resolved["health"]["lookback_bars"] == 365
+    assert resolved["backtest"]["commission_bps"] == 4
     assert resolved["scanner_configs"]["crypto_short"]["direction"] == "SHORT"
     proc = subprocess.run([sys.executable, "-m", "portflow.cli", "init"], cwd=tmp_path,
                           capture_output=True, text=True)
@@ -113,7 +120,8 @@ def _lakehouse_state(data: Path) -> dict[str, object]:
     ohlcv = {p.name: pd.read_parquet(p) for p in sorted((lake / "ohlcv").rglob("*.parquet"))}
     health = pd.read_parquet(lake / "health.parquet")[["provider", "symbol", "status", "reason",
                                                         "bar_timestamp", "last_bar"]]
-    symbols = pd.read_parquet(lake / "symbols.parquet").drop(columns=["valid_from"])
+    # valid_from and recorded_at are the clock and the wall time of the recording run
+    symbols = pd.read_parquet(lake / "symbols.parquet").drop(columns=["valid_from", "recorded_at"])
     return {"ohlcv": ohlcv, "health": health.reset_index(drop=True),
             "symbols": symbols.reset_index(drop=True)}
 

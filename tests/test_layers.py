@@ -30,6 +30,11 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
+def test_phase2_never_imports_the_phase1_runner() -> None:
+    for p in (SRC / "alpha").rglob("*.py"):
+        assert "portflow.data.flow" not in p.read_text(), p.name
+
+
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_layer_imports_only_downwards(layer: str) -> None:
     bad = {str(p.relative_to(SRC)): sorted(_imports(p) & FORBIDDEN[layer])

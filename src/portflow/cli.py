@@ -282,12 +282,37 @@ def _key_outputs(rec: dict[str, Any]) -> str:
     return f"{sel.get('winners', '')} winners" if sel else ""
 
 
+def _open_any(run_id: str) -> Run:
+    for part in run_id.split("/"):
+        validate_run_id(part)
+    return Run.open(_ctx().data_dir, run_id)
+
+
 @runs_app.command("show")
-def runs_show(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
-    """Print one run's run.json (without the resolved config) as JSON."""
-    run = Run.open(_ctx().data_dir, validate_run_id(run_id))
-    rec = {k: v for k, v in run.record.items() if k != "config"}
-    typer.echo(json.dumps(rec, indent=2))
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Run id (a meta run's sleeve: META/sleeves/ID).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole run.json.")] = False,
+) -> None:
+    """One run readably: status, steps with counts, outputs, fallback links (--json: run.json)."""
+    run = _open_any(run_id)
+    if as_json:
+        typer.echo(json.dumps(run.record, indent=2))
+        return
+    from portflow.summaries import show_run
+
+    show_run(run)
+
+
+@runs_app.command("weights")
+def runs_weights(
+    run_id: Annotated[str, typer.Argument(help="Production run id.")],
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Method (default: the primary one).")] = None,
+    top: Annotated[int | None, typer.Option("--top", "-n", min=1, help="Largest N holdings only.")] = None,
+) -> None:
+    """A run's weights as a table: symbol, direction, cluster, weight (fallbacks marked)."""
+    from portflow.summaries import Console, weights_table
+
+    Console(highlight=False).print(weights_table(_open_any(run_id), method, top))
 
 
 @profiles_app.command("list")
@@ -306,7 +331,7 @@ def profiles_list() -> None:
 @profiles_app.command("show")
 def profiles_show(profile: Annotated[str, typer.Argument(help="Profile name.")]) -> None:
     """The resolved configuration of one profile (defaults merged, scanners inlined), as JSON."""
-    typer.echo(json.dumps(_ctx().config.resolved(profile), indent=2))
+    typer.echo(json.dumps(_ctx().resolved(profile), indent=2))
 
 
 # -- entry point --------------------------------------------------------------------------

@@ -12,12 +12,14 @@ import functools
 import re
 
 import exchange_calendars as xcals
+import numpy as np
 import pandas as pd
 
 from portflow.errors import UsageError
 
 ALWAYS_OPEN = "24/7"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAY_NS = 86_400 * 10**9
 
 
 def parse_as_of(value: str | None) -> pd.Timestamp:
@@ -42,6 +44,13 @@ def _exchange(calendar: str) -> xcals.ExchangeCalendar:
         ) from None
 
 
+@functools.lru_cache(maxsize=8)
+def _session_ns(calendar: str) -> np.ndarray:
+    """Every session of an exchange calendar the library knows, as int64 UTC nanoseconds."""
+    cal = _exchange(calendar)
+    return pd.DatetimeIndex(cal.sessions).tz_localize("UTC").as_unit("ns").asi8
+
+
 def sessions(calendar: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
     """Bar timestamps (UTC midnight) of `calendar` from `start` to `end` inclusive."""
     start = pd.Timestamp(start).tz_convert("UTC").normalize()
@@ -50,9 +59,21 @@ def sessions(calendar: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Dateti
         return pd.DatetimeIndex([], tz="UTC")
     if calendar == ALWAYS_OPEN:
         return pd.date_range(start, end, freq="D", tz="UTC")
-    cal = _exchange(calendar)
-    s = cal.sessions_in_range(start.tz_localize(None), end.tz_localize(None))
-    return pd.DatetimeIndex(s).tz_localize("UTC")
+    return pd.DatetimeIndex(session_ns(calendar, start.value, end.value)).tz_localize("UTC")
+
+
+def session_ns(calendar: str, start_ns: int, end_ns: int) -> np.ndarray:
+    """Bar timestamps of `calendar` in [start_ns, end_ns] as int64 UTC nanoseconds (the hot
+    path of Strict Health, which asks this for every candidate of every window)."""
+    if end_ns < start_ns:
+        return np.empty(0, dtype=np.int64)
+    if calendar == ALWAYS_OPEN:
+        first = start_ns + (-start_ns) % _DAY_NS
+        return np.arange(first, end_ns + 1, _DAY_NS, dtype=np.int64)
+    allns = _session_ns(calendar)
+    lo = int(np.searchsorted(allns, start_ns, side="left"))
+    hi = int(np.searchsorted(allns, end_ns, side="right"))
+    return allns[lo:hi]
 
 
 def last_closed_bar(calendar: str, as_of: pd.Timestamp) -> pd.Timestamp:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from portflow.config import Config, calendar_defaults, load_config
 from portflow.config.models import SleeveProfile
+from portflow.errors import ConfigError, suggest
 from portflow.lakehouse.store import Lakehouse
 from portflow.providers import get_provider
 from portflow.providers.base import Provider
@@ -38,8 +41,6 @@ class Context:
         provider = self.provider(profile)
         cals = {provider.calendar(self.config.scanners[s].universe) for s in profile.scanners}
         if len(cals) != 1:
-            from portflow.errors import ConfigError
-
             raise ConfigError(
                 f"profile '{profile.name}' mixes calendars {sorted(cals)} in one sleeve;"
                 " split it into one sleeve per calendar and combine them in a meta profile"
@@ -60,6 +61,56 @@ class Context:
         }
         out.update({k: v for k, v in explicit.items() if v is not None})
         return out
+
+    def resolved(self, name: str) -> dict[str, Any]:
+        """A profile's resolved configuration (SPEC §4 run.json `config`): every value a run
+        uses, the calendar-derived defaults filled in (never `null` for a derived value), the
+        sleeve's `calendar` and `periods_per_year`, scanners inlined; a meta's sleeves nested.
+        `profiles show` prints exactly this."""
+        out = self.config.resolved(name)
+        prof = self.config.profile(name)
+        if isinstance(prof, SleeveProfile):
+            from portflow.alpha.select import DEFAULT_WEIGHTS
+            from portflow.executors import default_jobs
+
+            _fill_calendar_defaults(out, self.calendar_of(prof), self.sleeve_settings(prof))
+            unknown = sorted(set(prof.selection.weights or {}) - set(DEFAULT_WEIGHTS))
+            if unknown:
+                raise ConfigError(
+                    f"{self.config.config_dir / 'manifest.yaml'}: profiles.{name}.selection."
+                    f"weights.{unknown[0]}: unknown feature{suggest(unknown[0], DEFAULT_WEIGHTS)}"
+                    f" (features: {', '.join(DEFAULT_WEIGHTS)})"
+                )
+            out["selection"]["weights"] = {
+                k: float((prof.selection.weights or {}).get(k, w)) for k, (w, _) in
+                DEFAULT_WEIGHTS.items()
+            }
+            if out["ingest"]["jobs"] is None:
+                out["ingest"]["jobs"] = default_jobs()
+        else:
+            out["sleeve_configs"] = {r.id: self.resolved(r.target) for r in prof.sleeves}
+        return out
+
+
+_DERIVED = {
+    ("history_bars",): "history_bars",
+    ("health", "lookback_bars"): "lookback_bars",
+    ("backtest", "train_bars"): "train_bars",
+    ("backtest", "test_bars"): "test_bars",
+    ("backtest", "step_bars"): "step_bars",
+    ("backtest", "commission_bps"): "commission_bps",
+    ("backtest", "slippage_bps"): "slippage_bps",
+}
+
+
+def _fill_calendar_defaults(out: dict[str, Any], calendar: str, values: dict[str, float]) -> None:
+    for path, key in _DERIVED.items():
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = copy.copy(values[key])
+    out["calendar"] = calendar
+    out["periods_per_year"] = int(values["periods_per_year"])
 
 
 def _freeze(opts: dict[str, object]) -> tuple[tuple[str, object], ...]:

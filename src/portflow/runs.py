@@ -7,6 +7,9 @@
 2. ``run.json`` is rewritten atomically after every change: status ``running`` →
    ``succeeded`` / ``failed``, and each step's ``{status, seconds, counts}``.
 3. Every path recorded in a run file is relative to the data dir.
+4. The files a run holds are declared once, in :data:`ARTIFACTS` (name → file, format, the
+   step that writes it); steps read and write them only through :meth:`Run.load` and
+   :meth:`Run.save`, never through path literals (Kedro's DataCatalog).
 """
 
 from __future__ import annotations
@@ -28,6 +31,48 @@ import pandas as pd
 
 from portflow.errors import PortflowError, RunError, UsageError
 from portflow.lakehouse import atomic
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file of a run workspace.
+
+    format: ``json`` (any JSON value), ``frame`` (parquet DataFrame with a UTC ``timestamp``
+    index), ``table`` (parquet DataFrame, no index), ``csv`` (DataFrame, floats as ``%.12g``,
+    ``\\n`` line ends, no index), ``text`` (str), ``png`` (bytes).
+    step: the command that writes it (named in the error when it is missing).
+    """
+
+    file: str
+    format: str
+    step: str
+
+
+ARTIFACTS: dict[str, Artifact] = {
+    # production (SPEC §4)
+    "health": Artifact("health.json", "json", "port-select"),
+    "candidates": Artifact("candidates.parquet", "table", "port-select"),
+    "returns": Artifact("returns.parquet", "frame", "port-select"),
+    "selection": Artifact("selection.json", "json", "port-select"),
+    "atoms": Artifact("atoms.json", "json", "port-pre-opt"),
+    "synthetic_returns": Artifact("synthetic_returns.parquet", "frame", "port-pre-opt"),
+    "clusters": Artifact("clusters.json", "json", "port-pre-opt"),
+    "antifragility": Artifact("antifragility.json", "json", "port-pre-opt"),
+    "regime": Artifact("regime.json", "json", "port-pre-opt"),
+    "weights": Artifact("weights.csv", "csv", "port-optimize"),
+    "validation_returns": Artifact("validation/returns.parquet", "frame", "port-test"),
+    "validation_metrics": Artifact("validation/metrics.csv", "csv", "port-test"),
+    "validation_windows": Artifact("validation/windows.parquet", "table", "port-test"),
+    "report": Artifact("report.html", "text", "port-report"),
+    # meta (SPEC §4, §7)
+    "sleeve_weights": Artifact("sleeve_weights.csv", "csv", "flow-meta-production"),
+    "meta_returns": Artifact("meta_returns.parquet", "frame", "flow-meta-production"),
+}
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """The text of a `csv` artifact: no index, floats as %.12g, \\n line ends."""
+    return frame.to_csv(index=False, float_format="%.12g", lineterminator="\n")
+
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 KINDS = ("data", "production", "meta")
@@ -76,7 +121,55 @@ class Run:
         return self.path / "run.json"
 
     def file(self, name: str) -> Path:
-        return self.path / name
+        """Path of a file in the workspace: an artifact name of ARTIFACTS or a relative path."""
+        art = ARTIFACTS.get(name)
+        return self.path / (art.file if art is not None else name)
+
+    def has(self, name: str) -> bool:
+        return self.file(name).exists()
+
+    def save(self, name: str | None = None, obj: Any = None) -> Path:
+        """Write artifact `name` atomically in its declared format (rule 4); with no
+        arguments, rewrite run.json."""
+        if name is None:
+            atomic.write_json(self.record, self.json_path)
+            return self.json_path
+        art = ARTIFACTS[name]
+        path = self.path / art.file
+        if art.format == "json":
+            atomic.write_json(obj, path)
+        elif art.format == "frame":
+            atomic.write_parquet(obj.rename_axis("timestamp"), path, index=True)
+        elif art.format == "table":
+            atomic.write_parquet(obj.reset_index(drop=True), path)
+        elif art.format == "csv":
+            atomic.write_text(csv_text(obj), path)
+        elif art.format == "text":
+            atomic.write_text(str(obj), path)
+        elif art.format == "png":
+            atomic.write_bytes(bytes(obj), path)
+        else:  # pragma: no cover - the table above is the only source of formats
+            raise ValueError(f"unknown artifact format {art.format}")
+        return path
+
+    def load(self, name: str) -> Any:
+        """Read artifact `name`; a missing one is a RunError naming the step that writes it."""
+        art = ARTIFACTS[name]
+        path = self.path / art.file
+        if not path.exists():
+            raise RunError(
+                f"run '{self.run_id}' has no {art.file}; run {art.step} --run-id {self.run_id}"
+                " first"
+            )
+        if art.format == "json":
+            return json.loads(path.read_text())
+        if art.format in ("frame", "table"):
+            return pd.read_parquet(path)
+        if art.format == "csv":
+            return pd.read_csv(path)
+        if art.format == "png":
+            return path.read_bytes()
+        return path.read_text(encoding="utf-8")
 
     def relative(self, path: Path) -> str:
         return str(Path(path).resolve().relative_to(self.data_dir.resolve()))
@@ -159,9 +252,6 @@ class Run:
             )
         run.record = json.loads(run.json_path.read_text())
         return run
-
-    def save(self) -> None:
-        atomic.write_json(self.record, self.json_path)
 
     # -- steps ---------------------------------------------------------------------------
 

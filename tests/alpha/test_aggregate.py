@@ -6,6 +6,7 @@ import pytest
 
 from portflow import clock
 from portflow.alpha.aggregate import CandidateBars, build_window, coarsest
+from portflow.alpha.view import Bars
 from portflow.errors import HealthGateError
 
 AS_OF = pd.Timestamp("2026-06-30", tz="UTC")
@@ -22,7 +23,8 @@ def _bars(calendar: str, n: int, seed: int, end: pd.Timestamp | None = None) -> 
 
 
 def _cand(key: str, calendar: str, bars: pd.DataFrame | None, **kw) -> CandidateBars:  # type: ignore[no-untyped-def]
-    return CandidateBars(key=key, symbol=key, direction="LONG", calendar=calendar, bars=bars, **kw)
+    return CandidateBars(key=key, symbol=key, direction="LONG", calendar=calendar,
+                         bars=None if bars is None else Bars.from_frame(bars), **kw)
 
 
 def test_mixed_calendars_compound_onto_the_coarser_one() -> None:

@@ -90,3 +90,35 @@ def test_symbols_keep_history(tmp_path: Path) -> None:
     assert list(table["tick_size"]) == [0.01, 0.001]
     assert table["valid_to"].iloc[0] == t2 and pd.isna(table["valid_to"].iloc[1])
     assert pd.isna(table["lot_size"]).all()  # unknown stays null
+
+
+def test_health_history_appends_changed_verdicts_and_answers_as_of(tmp_path: Path) -> None:
+    lake = Lakehouse(tmp_path)
+
+    def row(sym: str, status: str, at: str, bar: str | None = None) -> dict[str, object]:
+        return {"provider": "p", "symbol": sym, "status": status, "reason": status,
+                "bar_timestamp": None if bar is None else pd.Timestamp(bar, tz="UTC"),
+                "audited_at": pd.Timestamp(at, tz="UTC")}
+
+    lake.update_health([row("A", "healthy", "2026-01-01"), row("B", "healthy", "2026-01-01")],
+                       data_run="d1")
+    lake.update_health([row("A", "healthy", "2026-02-01"), row("B", "toxic", "2026-02-01",
+                                                               "2026-01-20")], data_run="d2")
+    hist = lake.read_health_history()
+    # the unchanged verdict of A adds no row; B's change does, with the run that recorded it
+    assert list(zip(hist["symbol"], hist["status"], hist["data_run"], strict=True)) == [
+        ("A", "healthy", "d1"), ("B", "healthy", "d1"), ("B", "toxic", "d2")]
+    then = lake.health_as_of("p", pd.Timestamp("2026-01-15", tz="UTC"))
+    now = lake.health_as_of("p", None)
+    assert then["B"]["status"] == "healthy" and now["B"]["status"] == "toxic"
+    assert lake.read_health().set_index("symbol").loc["B", "status"] == "toxic"
+
+
+def test_symbol_versions_as_of_a_recording_time(tmp_path: Path) -> None:
+    lake = Lakehouse(tmp_path)
+    meta = pd.DataFrame({"symbol": ["A"], "tick_size": [0.01], "lot_size": [1.0]})
+    lake.upsert_symbols("p", meta, pd.Timestamp("2026-06-30", tz="UTC"))
+    cut = pd.Timestamp.now(tz="UTC")
+    lake.upsert_symbols("p", meta.assign(tick_size=0.1), pd.Timestamp("2026-01-01", tz="UTC"))
+    assert list(lake.symbol_versions("p", ["A"], cut)["tick_size"]) == [0.01]
+    assert sorted(lake.symbol_versions("p", ["A"], None)["tick_size"]) == [0.01, 0.1]

@@ -1,8 +1,8 @@
 """Aggregation + Strict Health (SPEC §6.1): the returns window of a sleeve, point in time.
 
-A pure function of the candidates' stored bars (already loaded, each on its own calendar)
-and the window end; the runner loads the files, the walk-forward validation calls the same
-code with bars truncated at each rebalance.
+A pure function of the candidates' stored bars (numpy arrays of a :class:`view.Bars`, each on
+its own calendar) and the window end; the point-in-time view supplies them, cut at the clock,
+for production and for every walk-forward window alike.
 
 1. The window is defined on the sleeve's *coarsest* calendar (the one with the fewest bars a
    year, e.g. XNYS when crypto and equities mix): its last `lookback_bars + 1` bars ending at
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from portflow import clock
+from portflow.alpha.view import Bars
 from portflow.errors import HealthGateError
 
 FLAT_BARS = 5
@@ -36,13 +37,13 @@ LIQUIDITY_BARS = 20
 
 @dataclass(frozen=True)
 class CandidateBars:
-    """One candidate's stored daily bars (SPEC columns), on its own calendar."""
+    """One candidate's stored daily bars on its own calendar (None: nothing stored)."""
 
     key: str
     symbol: str
     direction: str
     calendar: str
-    bars: pd.DataFrame | None
+    bars: Bars | None
     phase1_status: str | None = None
     phase1_reason: str | None = None
 
@@ -78,37 +79,43 @@ def window_index(calendar: str, as_of: pd.Timestamp, lookback_bars: int) -> pd.D
     end = clock.last_closed_bar(calendar, as_of)
     start = clock.start_for_bars(calendar, end, lookback_bars + 1)
     idx = clock.sessions(calendar, start, end)
-    return idx[-(lookback_bars + 1):]
+    return idx[-(lookback_bars + 1):].rename("timestamp")
 
 
-def _strict_health(c: CandidateBars, as_of: pd.Timestamp, span: pd.DatetimeIndex) -> list[str]:
-    """Step 2 for one candidate: every reason it is unhealthy (empty = healthy)."""
+def _day(ns: int) -> str:
+    return f"{pd.Timestamp(ns, tz='UTC'):%Y-%m-%d}"
+
+
+def _strict_health(c: CandidateBars, as_of: pd.Timestamp, span: np.ndarray) -> list[str]:
+    """Step 2 for one candidate: every reason it is unhealthy (empty = healthy).
+    span: the window's bar dates, int64 UTC ns."""
     if c.phase1_status == "toxic":
         return [f"toxic in Phase 1: {c.phase1_reason}"]
-    if c.bars is None or c.bars.empty:
+    if c.phase1_status is not None and c.phase1_status != "healthy":
+        return [f"{c.phase1_status} in Phase 1: {c.phase1_reason}"]
+    if c.bars is None or len(c.bars) == 0:
         return ["no stored bars in the lakehouse (not ingested, or quarantined)"]
-    own_end = clock.last_closed_bar(c.calendar, as_of)
-    bars = c.bars[c.bars["timestamp"] <= own_end]
+    own_end = clock.last_closed_bar(c.calendar, as_of).value
+    ts = c.bars.ts[: int(np.searchsorted(c.bars.ts, own_end, side="right"))]
+    if ts.size == 0:
+        return [f"no bar on or before {_day(own_end)}"]
     reasons = []
-    if bars.empty:
-        return [f"no bar on or before {own_end:%Y-%m-%d}"]
-    ts = pd.DatetimeIndex(bars["timestamp"])
     if ts[-1] < own_end:
-        reasons.append(f"stale: last bar {ts[-1]:%Y-%m-%d}, last closed bar {own_end:%Y-%m-%d}")
-    close = bars["close"].to_numpy(float)
-    if len(close) >= FLAT_BARS and np.all(close[-FLAT_BARS:] == close[-1]):
+        reasons.append(f"stale: last bar {_day(ts[-1])}, last closed bar {_day(own_end)}")
+    close = c.bars.close[: ts.size]
+    if close.size >= FLAT_BARS and np.all(close[-FLAT_BARS:] == close[-1]):
         reasons.append(f"flat: last {FLAT_BARS} closes identical at {close[-1]:g}")
     if ts[0] > span[0]:
-        reasons.append(
-            f"history starts {ts[0]:%Y-%m-%d}; the window needs bars from {span[0]:%Y-%m-%d}"
-        )
-    own = clock.sessions(c.calendar, max(span[0], ts[0]), min(span[-1], own_end))
-    missing = own.difference(ts)
-    if len(missing):
-        reasons.append(
-            f"{len(missing)} missing bar(s) in the window on the {c.calendar} calendar,"
-            f" first {missing[0]:%Y-%m-%d}"
-        )
+        reasons.append(f"history starts {_day(ts[0])}; the window needs bars from {_day(span[0])}")
+    own = clock.session_ns(c.calendar, max(int(span[0]), int(ts[0])), min(int(span[-1]), own_end))
+    inside = ts[(ts >= own[0]) & (ts <= own[-1])] if own.size else ts[:0]
+    if own.size != inside.size or not np.array_equal(own, inside):
+        missing = np.setdiff1d(own, ts, assume_unique=True)
+        if missing.size:
+            reasons.append(
+                f"{missing.size} missing bar(s) in the window on the {c.calendar} calendar,"
+                f" first {_day(missing[0])}"
+            )
     return reasons
 
 
@@ -127,20 +134,21 @@ def build_window(
     health: list[dict[str, Any]] = []
     closes: dict[str, np.ndarray] = {}
     liquidity: dict[str, float] = {}
+    span = index.as_unit("ns").asi8
     for c in sorted(candidates, key=lambda c: c.key):
-        reasons = _strict_health(c, as_of, index)
+        reasons = _strict_health(c, as_of, span)
         rec: dict[str, Any] = {"key": c.key, "symbol": c.symbol, "direction": c.direction,
                                "calendar": c.calendar, "healthy": not reasons,
                                "reasons": reasons}
         if not reasons:
             assert c.bars is not None
-            bars = c.bars[c.bars["timestamp"] <= index[-1]]
-            ts = bars["timestamp"].to_numpy(dtype="datetime64[ns]")
-            pos = np.searchsorted(ts, index.to_numpy(dtype="datetime64[ns]"), side="right") - 1
-            closes[c.key] = bars["close"].to_numpy(float)[pos]
-            vt = (bars["close"] * bars["volume"]).to_numpy(float)[-LIQUIDITY_BARS:]
+            n = int(np.searchsorted(c.bars.ts, span[-1], side="right"))
+            ts = c.bars.ts[:n]
+            pos = np.searchsorted(ts, span, side="right") - 1
+            closes[c.key] = c.bars.close[:n][pos]
+            vt = c.bars.close[:n][-LIQUIDITY_BARS:] * c.bars.volume[:n][-LIQUIDITY_BARS:]
             liquidity[c.key] = float(np.median(vt))
-            rec["last_bar"] = f"{pd.Timestamp(ts[-1]):%Y-%m-%d}"
+            rec["last_bar"] = _day(ts[-1])
         health.append(rec)
     close_df = pd.DataFrame(closes, index=index)
     returns = close_df.pct_change().iloc[1:]

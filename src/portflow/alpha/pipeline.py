@@ -1,66 +1,94 @@
 """Phase 2 runner: one sleeve, one production run workspace (SPEC §6).
 
-The steps are pure functions (aggregate, select, synthesize, analyze, optimize); this module
-only loads their inputs — from the lakehouse and the Phase-1 data run for `port-select`,
-from the run workspace for the later steps — and saves their outputs in the workspace, so
-each step re-runs alone with `--run-id`:
+Every step is thin — load its inputs, call one part of :func:`portflow.alpha.sleeve.produce`,
+save its outputs through the run's artifact table (:data:`portflow.runs.ARTIFACTS`) — so each
+re-runs alone with `--run-id` and computes exactly what ``produce`` computes:
 
-    port-select   → health.json, candidates.parquet, returns.parquet, selection.json
-    port-pre-opt  → atoms.json, synthetic_returns.parquet, clusters.json, antifragility.json,
-                    regime.json
-    port-optimize → weights.csv (+ each method's fallback record in run.json)
+    port-select    the pinned view          → sleeve.select        → health, candidates,
+                                                                      returns, selection
+    port-pre-opt   returns, candidates,     → sleeve.pre_optimize  → atoms, synthetic_returns,
+                   selection                                         clusters, antifragility,
+                                                                      regime
+    port-optimize  synthetic_returns,       → sleeve.allocate      → weights (+ each method's
+                   clusters, regime, atoms                            fallback record, run.json)
 
-The window ends at the data run's `as_of`; nothing after it is read (bars are cut at the last
-closed bar, the features matrix and the metadata are taken as of that date).
+Rules:
+1. A production run is pinned to one data run D (`--data-run`, default: among the succeeded
+   data runs of the profile or of a meta containing it, the one with the latest `as_of` not
+   after the clock; ties by recorded start time). Its clock is D's; it reads the lakehouse
+   through the point-in-time view (:mod:`portflow.alpha.view`): bars up to D's clock and the
+   features, health and metadata as of D.
+2. Settings come from the run's recorded resolved config, never the current files: a step
+   re-run inside an existing run uses the values the run was created with, and warns when the
+   files now say something else (a different config means a new run). An explicit
+   `--data-run` that disagrees with an existing run's is an error.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import pyarrow.dataset as ds
 
-from portflow import clock
-from portflow.alpha import aggregate, synthesize
-from portflow.alpha.analyze import analyze_window, equal_weight_proxy
-from portflow.alpha.optimize import optimize
-from portflow.alpha.select import DEFAULT_WEIGHTS, SelectionParams, select_htr
+from portflow import summaries
+from portflow.alpha import sleeve
+from portflow.alpha.settings import SleeveSettings
+from portflow.alpha.synthesize import Atom
+from portflow.alpha.view import SleeveView, read_view
 from portflow.config import config_hash
-from portflow.config.models import SleeveProfile
 from portflow.context import Context
-from portflow.data.candidates import Candidate, load_candidates, sleeve_candidates
-from portflow.errors import HealthGateError, RunError
-from portflow.lakehouse import atomic
-from portflow.ratings.panel import frames_panel, last_values, rate
-from portflow.runs import NOT_AVAILABLE, Run, newest_data_run
+from portflow.data.candidates import load_candidates, sleeve_candidates
+from portflow.errors import ConfigError, HealthGateError, RunError
+from portflow.runs import NOT_AVAILABLE, Run, list_runs
 from portflow.ui import log
 
-WEIGHTS_COLUMNS = ["method", "symbol", "atom", "direction", "cluster", "weight"]
+PHASE2 = ("port-select", "port-pre-opt", "port-optimize", "port-test", "port-post-analysis",
+          "port-report")
 
 
-# -- run resolution ----------------------------------------------------------------------
+# -- run resolution (rules 1-2) ----------------------------------------------------------------
+
+
+def default_data_run(ctx: Context, profile: str) -> str | None:
+    """Rule 1's default: the succeeded data run (data-ingest succeeded, candidates scanned)
+    of `profile` or a meta containing it with the latest as_of not after the clock."""
+    owners = {profile, *ctx.config.metas_containing(profile)}
+    clock = f"{ctx.as_of:%Y-%m-%d}"
+    best: tuple[str, str] | None = None
+    best_id = None
+    for rec in list_runs(ctx.data_dir):
+        if rec.get("kind") != "data" or rec.get("status") != "succeeded":
+            continue
+        if rec.get("profile") not in owners or not rec.get("candidates_run"):
+            continue
+        if rec.get("steps", {}).get("data-ingest", {}).get("status") != "succeeded":
+            continue
+        as_of = str(rec.get("as_of"))
+        if as_of > clock:
+            continue
+        rank = (as_of, str(rec.get("started_at") or ""))
+        if best is None or rank > best:
+            best, best_id = rank, str(rec["run_id"])
+    return best_id
 
 
 def resolve_data_run(ctx: Context, profile: str, data_run: str | None) -> dict[str, Any]:
-    """The Phase-1 run to read: explicit, else the newest succeeded data run of the profile
-    or of a meta containing it (by recorded start time)."""
+    """The Phase-1 run a new production run of `profile` reads (rule 1)."""
     if data_run is None:
-        data_run = newest_data_run(
-            ctx.data_dir, [profile, *ctx.config.metas_containing(profile)], "data-ingest"
-        )
+        data_run = default_data_run(ctx, profile)
         if data_run is None:
             raise RunError(
-                f"no succeeded data run for '{profile}'; run 'portflow flow-data --profile"
-                f" {profile}' first, or pass --data-run"
+                f"no succeeded data run for '{profile}' with a clock on or before"
+                f" {ctx.as_of:%Y-%m-%d}; run 'portflow flow-data --profile {profile}' first, or"
+                " pass --data-run"
             )
     rec = Run.open(ctx.data_dir, data_run).record
     if rec.get("kind") != "data" or rec.get("status") != "succeeded":
-        raise RunError(f"run '{data_run}' is not a succeeded data run; pick one from 'portflow runs list'")
+        raise RunError(
+            f"run '{data_run}' is not a succeeded data run; pick one from 'portflow runs list'"
+        )
     if not rec.get("candidates_run"):
         raise RunError(f"data run '{data_run}' has no candidates; run scan-run or flow-data")
     return rec
@@ -70,294 +98,157 @@ def new_production_run(
     ctx: Context, profile: str, run_id: str | None, data_run: str | None,
     parent: Path | None = None,
 ) -> Run:
-    sleeve = ctx.config.sleeve(profile)
+    ctx.config.sleeve(profile)
     data = resolve_data_run(ctx, profile, data_run)
-    resolved = ctx.config.resolved(profile)
+    resolved = ctx.resolved(profile)
     run = Run.create(
-        ctx.data_dir, "production", sleeve.name, pd.Timestamp(data["as_of"], tz="UTC"),
+        ctx.data_dir, "production", profile, pd.Timestamp(data["as_of"], tz="UTC"),
         resolved, config_hash(resolved), run_id=run_id, parent=parent,
+        extra={"data_run": data["run_id"], "candidates_run": data["candidates_run"]},
     )
-    run.record["data_run"] = data["run_id"]
-    run.record["candidates_run"] = data["candidates_run"]
-    run.save()
     return run
 
 
-def _open_production(ctx: Context, run_id: str) -> tuple[Run, SleeveProfile]:
+def open_production(ctx: Context, run_id: str, data_run: str | None = None) -> Run:
+    """An existing production run, for a step re-run (rule 2)."""
     run = Run.open(ctx.data_dir, run_id)
     if run.record.get("kind") != "production":
         raise RunError(f"run '{run_id}' is a {run.record.get('kind')} run, not a production run")
-    return run, ctx.config.sleeve(run.record["profile"])
+    if data_run is not None and data_run != run.record.get("data_run"):
+        raise RunError(
+            f"run '{run_id}' reads data run '{run.record.get('data_run')}', not '{data_run}';"
+            " leave out --data-run to re-run a step in it, or start a new run"
+        )
+    _warn_if_config_changed(ctx, run)
+    return run
 
 
-def _as_of(run: Run) -> pd.Timestamp:
-    return pd.Timestamp(run.record["as_of"], tz="UTC")
+def _warn_if_config_changed(ctx: Context, run: Run) -> None:
+    profile = str(run.record["profile"])
+    try:
+        current = config_hash(ctx.resolved(profile))
+    except ConfigError as exc:
+        log(f"warning: cannot read the current config of '{profile}' ({exc}); run"
+            f" '{run.run_id}' uses its recorded config")
+        return
+    if current != run.record.get("config_hash"):
+        log(f"warning: the configuration of '{profile}' changed since run '{run.run_id}' was"
+            " created; this step uses the run's recorded config (start a new run to use the"
+            " new values)")
 
 
-def _require(run: Run, name: str, step: str) -> Path:
-    path = run.file(name)
-    if not path.exists():
-        raise RunError(f"run '{run.run_id}' has no {name}; run {step} --run-id {run.run_id} first")
-    return path
+def settings_of(run: Run) -> SleeveSettings:
+    return SleeveSettings.from_config(run.record["config"])
 
 
-# -- step 1-2: aggregation, strict health, selection ------------------------------------
+def load_view(ctx: Context, run: Run, settings: SleeveSettings) -> SleeveView:
+    """Rule 1: the view pinned to the run's data run."""
+    data = Run.open(ctx.data_dir, str(run.record["data_run"])).record
+    recorded_by = pd.Timestamp(data["ended_at"]) if data.get("ended_at") else None
+    cands = load_candidates(ctx.data_dir, str(run.record["candidates_run"]))
+    if not sleeve_candidates(cands, settings.scanners):
+        raise RunError(
+            f"data run '{run.record['data_run']}' has no candidates from the scanners of"
+            f" '{settings.profile}' ({', '.join(settings.scanners)}); pick its own data run"
+            f" with --data-run or run flow-data --profile {settings.profile}"
+        )
+    view = read_view(ctx.lake, settings, cands, pd.Timestamp(run.record["as_of"], tz="UTC"),
+                     recorded_by)
+    lake = ctx.lake
+    inputs = [ctx.data_dir / "export" / str(run.record["candidates_run"]) / "candidates.json",
+              lake.health_history_path, lake.health_path, lake.symbols_path,
+              lake.features_matrix_path]
+    inputs += [lake.ohlcv_path(settings.provider, settings.timeframe, s)
+               for s in sorted({c.symbol for c in view.candidates})]
+    run.add_inputs(inputs)
+    return view
 
 
-def _load_bars(ctx: Context, sleeve: SleeveProfile, cands: list[Candidate],
-               as_of: pd.Timestamp) -> list[aggregate.CandidateBars]:
-    provider = ctx.provider(sleeve)
-    health = ctx.lake.health_of(provider.name)
-    universes = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
-    out = []
-    for c in cands:
-        universe = universes[c.scanner_in(universes)]
-        cal = provider.calendar(universe)
-        bars = ctx.lake.read_ohlcv(provider.name, sleeve.timeframe, c.symbol)
-        if bars is not None:
-            bars = bars[bars["timestamp"] <= clock.last_closed_bar(cal, as_of)]
-        h = dict(health.get(c.symbol, {}))
-        if h.get("status") == "toxic" and _after(h.get("bar_timestamp"), as_of):
-            # the offending bar came after this window: the stored bars up to the window end
-            # are clean (the toxic fetch was quarantined), so the future does not decide
-            h = {}
-        out.append(aggregate.CandidateBars(
-            key=c.key, symbol=c.symbol, direction=c.direction.value,
-            calendar=cal, bars=bars, phase1_status=_opt_str(h.get("status")),
-            phase1_reason=_opt_str(h.get("reason")),
-        ))
-    return out
-
-
-def _opt_str(v: Any) -> str | None:
-    return None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-
-
-def _after(bar: Any, as_of: pd.Timestamp) -> bool:
-    return bar is not None and not pd.isna(bar) and pd.Timestamp(bar) >= as_of
-
-
-def symbols_as_of(ctx: Context, provider: str, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Metadata by symbol as known at the clock: the version valid at `as_of`, else (for a
-    symbol first described later) its earliest version."""
-    table = ctx.lake.read_symbols()
-    table = table[table["provider"] == provider]
-    if table.empty:
-        return table.set_index("symbol")
-    valid = (table["valid_from"] <= as_of) & (table["valid_to"].isna() | (table["valid_to"] > as_of))
-    first = ~table["symbol"].duplicated(keep="first")
-    have = set(table.loc[valid, "symbol"])
-    pick = valid | (first & ~table["symbol"].isin(have))
-    return table[pick].drop_duplicates("symbol", keep="last").set_index("symbol")
-
-
-def _features_as_of(ctx: Context, symbols: list[str], as_of: pd.Timestamp) -> pd.Series:
-    """recommend_all of each symbol at its last matrix row on or before the window end."""
-    path = ctx.lake.features_matrix_path
-    if not path.exists() or not symbols:
-        return pd.Series(np.nan, index=symbols, dtype=float)
-    table = ds.dataset(path).to_table(
-        columns=["timestamp", "symbol", "recommend_all"],
-        filter=(ds.field("symbol").isin(symbols)) & (ds.field("timestamp") < as_of),
-    ).to_pandas()
-    last = table.sort_values("timestamp").groupby("symbol")["recommend_all"].last()
-    return last.reindex(symbols).astype(float)
-
-
-def _adx_as_of(bars: list[aggregate.CandidateBars]) -> dict[str, float]:
-    """ADX 14 of each candidate's bars as of its last bar, from the ratings engine."""
-    usable = [b for b in bars if b.bars is not None and len(b.bars)]
-    if not usable:
-        return {}
-    panel, counts = frames_panel([b.bars for b in usable])
-    adx = last_values(rate(panel), counts)["adx"]
-    return {b.key: float(v) for b, v in zip(usable, adx, strict=True)}
-
-
-def selection_params(sleeve: SleeveProfile, periods_per_year: int) -> SelectionParams:
-    sel = sleeve.selection
-    weights = dict(DEFAULT_WEIGHTS)
-    for name, w in (sel.weights or {}).items():
-        if name not in weights:
-            from portflow.errors import ConfigError, suggest
-
-            raise ConfigError(
-                f"selection.weights.{name}: unknown feature{suggest(name, weights)}"
-                f" (features: {', '.join(weights)})"
-            )
-        weights[name] = (float(w), weights[name][1])
-    return SelectionParams(
-        periods_per_year=periods_per_year, weights=weights, top_n=sel.top_n,
-        cluster_threshold=sel.cluster_threshold, max_clusters=sel.max_clusters,
-        entropy_max=sel.entropy_max, efficiency_min=sel.efficiency_min,
-        kurtosis_max=sel.kurtosis_max, vol_max=sel.vol_max, friction_hurdle=sel.friction_hurdle,
-        min_winners=sel.min_winners, max_winners=sel.max_winners,
-    )
+# -- the steps -----------------------------------------------------------------------------------
 
 
 def step_select(ctx: Context, run: Run) -> dict[str, Any]:
-    sleeve = ctx.config.sleeve(run.record["profile"])
-    as_of = _as_of(run)
-    settings = ctx.sleeve_settings(sleeve)
-    cands = sleeve_candidates(load_candidates(ctx.data_dir, run.record["candidates_run"]),
-                              sleeve.scanners)
-    if not cands:
-        raise RunError(
-            f"data run '{run.record['data_run']}' has no candidates from the scanners of"
-            f" '{sleeve.name}' ({', '.join(sleeve.scanners)}); pick its own data run with"
-            f" --data-run or run flow-data --profile {sleeve.name}"
-        )
-    export = ctx.data_dir / "export" / run.record["candidates_run"] / "candidates.json"
-    bars = _load_bars(ctx, sleeve, cands, as_of)
-    inputs = [export, ctx.lake.health_path, ctx.lake.symbols_path, ctx.lake.features_matrix_path]
-    inputs += [ctx.lake.ohlcv_path(ctx.provider(sleeve).name, sleeve.timeframe, b.symbol)
-               for b in bars]
-    run.add_inputs(inputs)
+    settings = settings_of(run)
+    view = load_view(ctx, run, settings)
     try:
-        window = aggregate.build_window(
-            bars, as_of, int(settings["lookback_bars"]), sleeve.health.min_healthy_fraction,
-            sleeve.health.min_assets,
-        )
+        sel = sleeve.select(view, settings)
     except HealthGateError as exc:
-        win = getattr(exc, "window", None)
-        if win is not None:
-            atomic.write_json({"as_of": f"{as_of:%Y-%m-%d}", "candidates": win.health}, run.file("health.json"))
-        raise HealthGateError(f"{exc}; see {run.relative(run.file('health.json'))}") from None
-    atomic.write_json({"as_of": f"{as_of:%Y-%m-%d}", "calendar": window.calendar,
-           "window_end": f"{window.window_end:%Y-%m-%d}", "candidates": window.health},
-          run.file("health.json"))
-
-    healthy = window.healthy
-    by_key = {c.key: c for c in cands}
-    meta = symbols_as_of(ctx, ctx.provider(sleeve).name, as_of)
-    rec_all = _features_as_of(ctx, sorted({by_key[k].symbol for k in healthy}),
-                              window.window_end + pd.Timedelta(days=1))
-    adx = _adx_as_of([b for b in bars if b.key in set(healthy)])
-    info = pd.DataFrame(
-        {
-            "symbol": [by_key[k].symbol for k in healthy],
-            "direction": [by_key[k].direction.value for k in healthy],
-            "logic": [by_key[k].scanner_in(sleeve.scanners) for k in healthy],
-            "tick_size": [_meta(meta, by_key[k].symbol, "tick_size") for k in healthy],
-            "lot_size": [_meta(meta, by_key[k].symbol, "lot_size") for k in healthy],
-            "liquidity": [window.liquidity[k] for k in healthy],
-            "recommend_all": [rec_all.get(by_key[k].symbol, np.nan) for k in healthy],
-            "adx": [adx.get(k, np.nan) for k in healthy],
-        },
-        index=pd.Index(healthy, name="key"),
-    )
-    atomic.write_parquet(info.reset_index(), run.file("candidates.parquet"))
-    atomic.write_parquet(window.returns.rename_axis("timestamp"), run.file("returns.parquet"),
-                         index=True)
-    params = selection_params(sleeve, int(settings["periods_per_year"]))
-    try:
-        result = select_htr(window.returns, info, params)
-    except HealthGateError as exc:
-        res = getattr(exc, "result", None)
-        if res is not None:
-            atomic.write_json((res.to_dict()), run.file("selection.json"))
-        raise HealthGateError(f"{exc}; see {run.relative(run.file('selection.json'))}") from None
-    atomic.write_json((result.to_dict()), run.file("selection.json"))
-    n_ok = len(healthy)
-    log(f"port-select: {n_ok}/{len(cands)} healthy, stage {result.stage},"
-        f" {len(result.winners)} winners{' (short of min_winners)' if result.short_of_min_winners else ''}")
-    return {"candidates": len(cands), "healthy": n_ok, "stage": result.stage,
-            "winners": len(result.winners), "short_of_min_winners": result.short_of_min_winners,
-            "window_start": f"{window.returns.index[0]:%Y-%m-%d}",
-            "window_end": f"{window.window_end:%Y-%m-%d}",
-            "features_matrix": ctx.lake.features_matrix_path.exists()}
-
-
-def _meta(meta: pd.DataFrame, symbol: str, field: str) -> float:
-    if meta.empty or symbol not in meta.index:
-        return float("nan")
-    v = meta.loc[symbol, field]
-    return float(v) if v is not None and not pd.isna(v) else float("nan")
-
-
-# -- step 3-4: synthesis and pre-optimisation analysis ------------------------------------
-
-
-def _read_frame(path: Path) -> pd.DataFrame:
-    """A returns frame saved with its date index (SPEC §4: index dates, columns ids)."""
-    return pd.read_parquet(path)
+        window = getattr(exc, "window", None)
+        result = getattr(exc, "result", None)
+        if window is not None:
+            run.save("health", sleeve.health_record(view.as_of, window))
+            raise HealthGateError(f"{exc}; see {run.relative(run.file('health'))}") from None
+        if result is not None:
+            run.save("selection", result.to_dict())
+            raise HealthGateError(f"{exc}; see {run.relative(run.file('selection'))}") from None
+        raise
+    run.save("health", sel.health_record())
+    run.save("candidates", sel.info.reset_index())
+    run.save("returns", sel.returns)
+    run.save("selection", sel.selection_record())
+    res = sel.result
+    n_cands, n_ok = len(view.candidates), len(sel.window.healthy)
+    log(f"port-select: {n_ok}/{n_cands} healthy, stage {res.stage}, {len(res.winners)} winners"
+        f"{' (short of min_winners)' if res.short_of_min_winners else ''}")
+    return {"candidates": n_cands, "healthy": n_ok, "stage": res.stage,
+            "winners": len(res.winners), "short_of_min_winners": res.short_of_min_winners,
+            "metadata_before_first_version": len(sel.metadata_before_first),
+            "window_start": f"{sel.returns.index[0]:%Y-%m-%d}",
+            "window_end": f"{sel.window.window_end:%Y-%m-%d}"}
 
 
 def step_pre_opt(ctx: Context, run: Run) -> dict[str, Any]:
-    sleeve = ctx.config.sleeve(run.record["profile"])
-    settings = ctx.sleeve_settings(sleeve)
-    selection = json.loads(_require(run, "selection.json", "port-select").read_text())
-    raw = _read_frame(_require(run, "returns.parquet", "port-select"))
-    info = pd.read_parquet(_require(run, "candidates.parquet", "port-select")).set_index("key")
-    atoms = synthesize.make_atoms(list(selection["winners"]), info)
-    syn = synthesize.synthetic_returns(raw, atoms)
-    analysis = analyze_window(
-        syn, equal_weight_proxy(raw), periods_per_year=int(settings["periods_per_year"]),
-        max_weight=sleeve.optimization.max_weight,
-        cluster_threshold=sleeve.selection.cluster_threshold,
-        max_clusters=sleeve.selection.max_clusters, base_cap=sleeve.optimization.cluster_cap,
-    )
-    atomic.write_json([a.__dict__ for a in atoms], run.file("atoms.json"))
-    atomic.write_parquet(syn.rename_axis("timestamp"), run.file("synthetic_returns.parquet"),
-                         index=True)
-    labels = analysis.clusters.labels
-    atomic.write_json({str(k): int(v) for k, v in labels.items()}, run.file("clusters.json"))
-    full = atomic.jsonable(analysis.to_dict())
-    atomic.write_json(full["antifragility"], run.file("antifragility.json"))
-    regime = full["regime"]
-    caps = full["caps"]
-    atomic.write_json({**regime, "regime": regime.get("label"), "effective_cluster_cap": caps["cluster_cap"],
-           "effective_atom_max": caps["atom_max"], "caps": caps}, run.file("regime.json"))
-    log(f"port-pre-opt: {len(atoms)} atoms, {analysis.clusters.n_clusters} clusters, regime"
-        f" {analysis.regime.label} (score {analysis.regime.score:.2f}), cluster cap"
-        f" {analysis.caps.cluster_cap:.3f}")
-    return {"atoms": len(atoms), "clusters": int(analysis.clusters.n_clusters),
-            "regime": analysis.regime.label, "cluster_cap": analysis.caps.cluster_cap,
-            "atom_max": analysis.caps.atom_max}
-
-
-# -- step 5: optimisation and flattening --------------------------------------------------
+    settings = settings_of(run)
+    selection = run.load("selection")
+    returns = run.load("returns")
+    info = run.load("candidates").set_index("key")
+    pre = sleeve.pre_optimize(returns, info, list(selection["winners"]), settings)
+    full = pre.analysis.to_dict()
+    regime, caps = full["regime"], full["caps"]
+    run.save("atoms", [a.__dict__ for a in pre.atoms])
+    run.save("synthetic_returns", pre.synthetic)
+    run.save("clusters", {str(k): int(v) for k, v in pre.labels.items()})
+    run.save("antifragility", full["antifragility"])
+    run.save("regime", {**regime, "regime": regime["label"],
+                        "effective_cluster_cap": caps["cluster_cap"],
+                        "effective_atom_max": caps["atom_max"], "caps": caps})
+    a = pre.analysis
+    log(f"port-pre-opt: {len(pre.atoms)} atoms, {a.clusters.n_clusters} clusters, regime"
+        f" {a.regime.label} (score {a.regime.score:.2f}), cluster cap {a.caps.cluster_cap:.3f},"
+        f" atom max {a.caps.atom_max:.3f}")
+    return {"atoms": len(pre.atoms), "clusters": int(a.clusters.n_clusters),
+            "regime": a.regime.label, "cluster_cap": a.caps.cluster_cap,
+            "atom_max": a.caps.atom_max}
 
 
 def step_optimize(ctx: Context, run: Run) -> dict[str, Any]:
-    sleeve = ctx.config.sleeve(run.record["profile"])
-    opt = sleeve.optimization
-    syn = _read_frame(_require(run, "synthetic_returns.parquet", "port-pre-opt"))
-    clusters = json.loads(_require(run, "clusters.json", "port-pre-opt").read_text())
-    regime = json.loads(_require(run, "regime.json", "port-pre-opt").read_text())
-    atoms = {a["atom"]: a for a in json.loads(_require(run, "atoms.json", "port-pre-opt").read_text())}
-    labels = pd.Series([clusters[a] for a in syn.columns], index=syn.columns)
-    rows, record = [], {}
-    for method in opt.methods:
-        res = optimize(method, syn, labels, cluster_cap=float(regime["effective_cluster_cap"]),
-                       atom_max=float(regime["effective_atom_max"]), covariance=opt.covariance,
-                       linkage=opt.linkage, risk_free=opt.risk_free)
-        record[method] = atomic.jsonable({"link": res.link, "attempts": res.attempts,
-                                          "info": res.info})
-        for atom, w in res.weights.items():
-            a = atoms[str(atom)]
-            sign = -1.0 if a["direction"] == "SHORT" else 1.0
-            rows.append({"method": method, "symbol": a["symbol"], "atom": atom,
-                         "direction": a["direction"], "cluster": int(clusters[str(atom)]),
-                         "weight": sign * float(w)})
-    weights = pd.DataFrame(rows, columns=WEIGHTS_COLUMNS)
-    atomic.write_text(weights.to_csv(index=False, float_format="%.12g", lineterminator="\n"),
-                      run.file("weights.csv"))
+    settings = settings_of(run)
+    syn = run.load("synthetic_returns")
+    clusters = run.load("clusters")
+    regime = run.load("regime")
+    atoms = [Atom(**a) for a in run.load("atoms")]
+    labels = pd.Series([clusters[str(a)] for a in syn.columns], index=syn.columns)
+    results, weights = sleeve.allocate(
+        syn, labels, float(regime["effective_cluster_cap"]), float(regime["effective_atom_max"]),
+        atoms, settings,
+    )
+    run.save("weights", weights)
+    opt = settings.optimization
     run.record["optimization"] = {
+        "primary_method": opt.primary_method,
         "estimators": {"mean": "sample mean", "covariance": opt.covariance,
-                       "risk_free": opt.risk_free},
-        "methods": record,
+                       "hrp_covariance": "sample", "risk_free_annual": opt.risk_free},
+        "methods": {m: {"link": r.link, "attempts": r.attempts, "info": r.info}
+                    for m, r in results.items()},
     }
-    log(f"port-optimize: {len(opt.methods)} methods x {syn.shape[1]} atoms ->"
-        f" {run.relative(run.file('weights.csv'))}")
-    return {"methods": len(opt.methods), "atoms": int(syn.shape[1]),
-            "links": {m: r["link"] for m, r in record.items()}}
+    fallbacks = {m: r.link for m, r in results.items() if r.link not in ("primary", m)}
+    log(f"port-optimize: {len(results)} methods x {syn.shape[1]} atoms ->"
+        f" {run.relative(run.file('weights'))}"
+        + (f"; FALLBACK links used: {fallbacks}" if fallbacks else ""))
+    return {"methods": len(results), "atoms": int(syn.shape[1]),
+            "links": {m: r.link for m, r in results.items()}, "fallbacks": len(fallbacks)}
 
 
-# -- commands -----------------------------------------------------------------------------
-
-PHASE2 = ("port-select", "port-pre-opt", "port-optimize", "port-report", "port-test",
-          "port-post-analysis")
 STEP_FUNCS: dict[str, Callable[[Context, Run], dict[str, Any]]] = {
     "port-select": step_select,
     "port-pre-opt": step_pre_opt,
@@ -368,6 +259,9 @@ STEP_FUNCS: dict[str, Callable[[Context, Run], dict[str, Any]]] = {
 def run_step(ctx: Context, run: Run, name: str) -> None:
     with run.step(name) as counts:
         counts.update(STEP_FUNCS[name](ctx, run))
+
+
+# -- commands --------------------------------------------------------------------------------------
 
 
 def flow_production(ctx: Context, profile: str, run_id: str | None, data_run: str | None,
@@ -388,12 +282,13 @@ def flow_production(ctx: Context, profile: str, run_id: str | None, data_run: st
             else:
                 run.not_available(name)
                 log(f"{name}: {NOT_AVAILABLE} (recorded in run.json)")
+    summaries.print_weights_summary(run)
     return run
 
 
 def _single(name: str) -> Callable[..., Run]:
     def command(ctx: Context, run_id: str) -> Run:
-        run, _ = _open_production(ctx, run_id)
+        run = open_production(ctx, run_id)
         run.record["status"] = "running"
         with run.lifecycle():
             run_step(ctx, run, name)
@@ -405,9 +300,11 @@ def _single(name: str) -> Callable[..., Run]:
 def port_select(ctx: Context, profile: str, run_id: str | None, data_run: str | None) -> Run:
     """Creates the production run when --run-id is new (or absent); re-runs it otherwise."""
     if run_id is not None and (ctx.data_dir / "runs" / run_id / "run.json").exists():
-        run, sleeve = _open_production(ctx, run_id)
-        if sleeve.name != profile:
-            raise RunError(f"run '{run_id}' belongs to profile '{sleeve.name}', not '{profile}'")
+        run = open_production(ctx, run_id, data_run)
+        if run.record["profile"] != profile:
+            raise RunError(
+                f"run '{run_id}' belongs to profile '{run.record['profile']}', not '{profile}'"
+            )
         run.record["status"] = "running"
     else:
         run = new_production_run(ctx, profile, run_id, data_run)

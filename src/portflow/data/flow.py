@@ -45,7 +45,7 @@ def sleeves_of(ctx: Context, profile: str) -> list[SleeveProfile]:
 
 
 def new_data_run(ctx: Context, profile: str, run_id: str | None, extra: dict[str, Any]) -> Run:
-    resolved = ctx.config.resolved(profile)
+    resolved = ctx.resolved(profile)
     return Run.create(
         ctx.data_dir, "data", profile, ctx.as_of, resolved, config_hash(resolved),
         run_id=run_id, extra=extra,
@@ -113,7 +113,8 @@ def step_ingest(
                     history[cal] = max(history.get(cal, 0), int(ctx.sleeve_settings(s)["history_bars"]))
             fresh_h = opts.freshness_hours if opts.freshness_hours is not None else sleeve.freshness_hours
             ingestor = Ingestor(ctx.lake, provider, ctx.as_of, history, fresh_h,
-                                timeframe=sleeve.timeframe, recheck_toxic=opts.recheck_toxic)
+                                timeframe=sleeve.timeframe, recheck_toxic=opts.recheck_toxic,
+                                data_run=run.run_id)
             jobs = opts.jobs or sleeve.ingest.jobs or default_jobs()
             todo = sorted(targets.values(), key=lambda t: t.symbol)
             with Tracker(f"data-ingest {provider.name}", len(todo)) as tracker:
@@ -197,13 +198,20 @@ def step_feature_ingest(
 
 def step_feature_backfill(ctx: Context, run: Run, sleeves: list[SleeveProfile]) -> None:
     """Every healthy symbol of the whole lakehouse — every provider, not only this run's
-    candidates — so a backfill scoped to one profile never erases another's rows."""
+    candidates — so a backfill scoped to one profile never erases another's rows; and every
+    symbol already in the matrix keeps its rows when it stops being healthy (a symbol turned
+    toxic keeps its clean stored bars), so a run pinned to an earlier data run still reads the
+    ratings it read then (SPEC §8 "Pinned": never rewrite the past)."""
     with run.step("feature-backfill") as counts:
         health = ctx.lake.read_health()
         timeframes: dict[str, str] = {ctx.provider(s).name: s.timeframe for s in sleeves}
         ok = health[health["status"] == "healthy"]
-        sources = [(str(p), timeframes.get(str(p), "1d"), str(s))
-                   for p, s in zip(ok["provider"], ok["symbol"], strict=True)]
+        provider_of = {str(s): str(p) for p, s in zip(health["provider"], health["symbol"],
+                                                       strict=True)}
+        keys = {(str(p), str(s)) for p, s in zip(ok["provider"], ok["symbol"], strict=True)}
+        keys |= {(provider_of[s], s) for s in features.read_fingerprints(
+            ctx.lake.features_matrix_path) if s in provider_of}
+        sources = [(p, timeframes.get(p, "1d"), s) for p, s in sorted(keys)]
         counts.update(features.backfill(ctx.lake, sources))
         log("feature-backfill: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 

@@ -183,6 +183,7 @@ class Ingestor:
         timeframe: str = "1d",
         recheck_toxic: bool = False,
         now: Callable[[], pd.Timestamp] | None = None,
+        data_run: str | None = None,
     ) -> None:
         self.lake = lake
         self.provider = provider
@@ -193,6 +194,11 @@ class Ingestor:
         self.recheck_toxic = recheck_toxic
         self.now = now or (lambda: pd.Timestamp.now(tz="UTC"))
         self._health = lake.health_of(provider.name)
+        self.data_run = data_run
+
+    def record_health(self, rows: list[dict[str, Any]]) -> None:
+        """Write health rows (and the history of changed verdicts) for this data run."""
+        self.lake.update_health(rows, data_run=self.data_run)
 
     def _row(self, symbol: str, status: str, reason: str, bar: Any, **extra: Any) -> dict[str, Any]:
         prev = self._health.get(symbol, {})
@@ -320,7 +326,7 @@ def run_ingest(
         if on_done is not None:
             on_done(out)
         if pending and time.monotonic() - last_flush > HEALTH_FLUSH_SECONDS:
-            ingestor.lake.update_health(pending)
+            ingestor.record_health(pending)
             pending, last_flush = [], time.monotonic()
-    ingestor.lake.update_health(pending)
+    ingestor.record_health(pending)
     return report

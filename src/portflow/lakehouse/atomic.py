@@ -62,6 +62,11 @@ def write_text(text: str, target: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_bytes(data: bytes, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
 def jsonable(obj: Any) -> Any:
     """`obj` with numpy scalars as Python numbers, NaN/inf and NA as None, timestamps as ISO
     strings — recursively — so every JSON file portflow writes is strict JSON."""

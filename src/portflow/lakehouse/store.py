@@ -6,6 +6,7 @@ Layout under ``<data_dir>/lakehouse``::
     quarantine/<provider>/<timeframe>/<symbol_key>/<fetched_at>.parquet
     symbols.parquet                                             metadata with history
     health.parquet                                              one row per (provider, symbol)
+    health_history.parquet                                      every verdict change, append-only
     features/technicals/date=YYYY-MM-DD/part-*.parquet          dated ratings snapshots
     features_matrix.parquet                                     long-format ratings history
 
@@ -16,7 +17,14 @@ Rules:
 3. Shared tables (health, symbols, features matrix) are read-modify-written under a file lock,
    so parallel writers never lose an update; per-symbol OHLCV files have one writer each.
 4. A Phase-1 step holds the writer lock (:meth:`Lakehouse.writer`) for its whole duration; at
-   its start it sweeps the temp files a killed writer may have left.
+   its start it sweeps the temp files a killed writer may have left. Phase-1 runs are therefore
+   serialised in wall time, which is what "as of data run D" means below.
+5. Never rewrite the past (SPEC §8 "Pinned"): health verdicts are also appended to
+   ``health_history.parquet`` with the data run that recorded them (a row per change of a
+   symbol's verdict — status, reason, offending bar — so an unchanged verdict adds nothing), and
+   every metadata version records when it was written (``recorded_at``). A reader pinned to data
+   run D takes the rows recorded by the time D ended (:meth:`Lakehouse.health_as_of`,
+   :meth:`Lakehouse.symbol_versions`).
 """
 
 from __future__ import annotations
@@ -58,7 +66,9 @@ SYMBOL_FIELDS = [
     "exchange",
     "calendar",
 ]
-SYMBOLS_COLUMNS = ["provider", "symbol", *SYMBOL_FIELDS, "valid_from", "valid_to"]
+SYMBOLS_COLUMNS = ["provider", "symbol", *SYMBOL_FIELDS, "valid_from", "valid_to", "recorded_at"]
+HISTORY_COLUMNS = [*HEALTH_COLUMNS, "data_run"]
+VERDICT = ("status", "reason", "bar_timestamp")
 _KEY_RE = re.compile(r"[^A-Za-z0-9._-]")
 _TS_COLUMNS_HEALTH = ["bar_timestamp", "audited_at", "last_checked_at", "last_bar", "checked_for"]
 
@@ -121,6 +131,10 @@ class Lakehouse:
     @property
     def health_path(self) -> Path:
         return self.root / "health.parquet"
+
+    @property
+    def health_history_path(self) -> Path:
+        return self.root / "health_history.parquet"
 
     @property
     def symbols_path(self) -> Path:
@@ -212,8 +226,10 @@ class Lakehouse:
             df[c] = utc_timestamps(df[c])
         return df
 
-    def update_health(self, rows: list[dict[str, object]]) -> None:
-        """Upsert rows keyed by (provider, symbol) under the table lock (rule 3)."""
+    def update_health(self, rows: list[dict[str, object]], data_run: str | None = None) -> None:
+        """Upsert rows keyed by (provider, symbol) under the table lock (rule 3), and append
+        each changed verdict to the history (rule 5) first, so a kill between the two writes
+        leaves a history the next run's identical verdict does not repeat."""
         if not rows:
             return
         new = pd.DataFrame(rows)
@@ -228,6 +244,7 @@ class Lakehouse:
             new[c] = utc_timestamps(new[c])
         new["reason"] = new["reason"].astype("string")
         with self._table_lock("health"):
+            self._append_history(new, data_run)
             old = self.read_health()
             keys = set(zip(new["provider"], new["symbol"], strict=True))
             keep = [
@@ -237,6 +254,52 @@ class Lakehouse:
             merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
             merged = merged.sort_values(["provider", "symbol"], kind="mergesort")
             atomic.write_parquet(merged.reset_index(drop=True), self.health_path)
+
+    def read_health_history(self) -> pd.DataFrame:
+        if not self.health_history_path.exists():
+            df = _empty_health()
+            df["data_run"] = pd.Series(dtype="string")
+            return df
+        df = pd.read_parquet(self.health_history_path)
+        for c in _TS_COLUMNS_HEALTH:
+            df[c] = utc_timestamps(df[c])
+        return df
+
+    def _append_history(self, new: pd.DataFrame, data_run: str | None) -> None:
+        history = self.read_health_history()
+        if len(history):
+            last = history.drop_duplicates(["provider", "symbol"], keep="last")
+            prev = last.set_index(["provider", "symbol"])[list(VERDICT)]
+            idx = pd.MultiIndex.from_frame(new[["provider", "symbol"]])
+            before = prev.reindex(idx)
+            same = np.ones(len(new), dtype=bool)
+            for c in VERDICT:
+                a, b = new[c].reset_index(drop=True), before[c].reset_index(drop=True)
+                same &= ((a == b).fillna(False) | (a.isna() & b.isna())).to_numpy(dtype=bool)
+            changed = new[~same]
+        else:
+            changed = new
+        if changed.empty:
+            return
+        changed = changed.assign(data_run=pd.Series([data_run] * len(changed), dtype="string",
+                                                    index=changed.index))
+        parts = [df for df in (history, changed) if len(df)]
+        out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        atomic.write_parquet(out.reset_index(drop=True), self.health_history_path)
+
+    def health_as_of(self, provider: str, recorded_by: pd.Timestamp | None) -> dict[str, dict[str, object]]:
+        """Each symbol's latest verdict recorded at or before `recorded_by` (wall time; None =
+        now): from the history (rule 5), or from health.parquet for a lakehouse written before
+        the history existed."""
+        if not self.health_history_path.exists():
+            table = self.read_health()
+        else:
+            table = self.read_health_history()
+        table = table[table["provider"] == provider]
+        if recorded_by is not None:
+            table = table[table["audited_at"].isna() | (table["audited_at"] <= recorded_by)]
+        table = table.drop_duplicates("symbol", keep="last")
+        return {str(r["symbol"]): dict(r) for r in table.to_dict("records")}
 
     def health_of(self, provider: str) -> dict[str, dict[str, object]]:
         h = self.read_health()
@@ -249,9 +312,23 @@ class Lakehouse:
         if not self.symbols_path.exists():
             return pd.DataFrame({c: pd.Series(dtype="object") for c in SYMBOLS_COLUMNS})
         df = pd.read_parquet(self.symbols_path)
-        for c in ("valid_from", "valid_to"):
+        if "recorded_at" not in df:  # written before versions recorded their time
+            df["recorded_at"] = pd.NaT
+        for c in ("valid_from", "valid_to", "recorded_at"):
             df[c] = utc_timestamps(df[c])
         return df
+
+    def symbol_versions(
+        self, provider: str, symbols: Iterable[str], recorded_by: pd.Timestamp | None
+    ) -> pd.DataFrame:
+        """Every metadata version of `symbols` recorded at or before `recorded_by` (None = all),
+        sorted by (symbol, valid_from). `valid_to` is not used: later versions may close an
+        earlier one, and a pinned reader must not see that."""
+        table = self.read_symbols()
+        keep = (table["provider"] == provider) & table["symbol"].isin(list(symbols))
+        if recorded_by is not None:
+            keep &= table["recorded_at"].isna() | (table["recorded_at"] <= recorded_by)
+        return table[keep].sort_values(["symbol", "valid_from"], kind="mergesort")
 
     def upsert_symbols(
         self, provider: str, meta: pd.DataFrame, valid_from: pd.Timestamp
@@ -262,6 +339,7 @@ class Lakehouse:
         being replaced is set. Returns counts of added / changed / unchanged symbols.
         """
         counts = {"added": 0, "changed": 0, "unchanged": 0}
+        recorded_at = pd.Timestamp.now(tz="UTC")
         stamp = pd.Timestamp(valid_from).tz_convert("UTC") if pd.Timestamp(
             valid_from
         ).tzinfo else pd.Timestamp(valid_from, tz="UTC")
@@ -284,7 +362,7 @@ class Lakehouse:
                     counts["added"] += 1
                 new_rows.append(
                     {"provider": provider, "symbol": sym, **values, "valid_from": stamp,
-                     "valid_to": pd.NaT}
+                     "valid_to": pd.NaT, "recorded_at": recorded_at}
                 )
             if new_rows:
                 add = pd.DataFrame(new_rows, columns=SYMBOLS_COLUMNS)
@@ -293,7 +371,7 @@ class Lakehouse:
                     table[f] = pd.to_numeric(table[f], errors="coerce").astype("float64")
                 for f in ("quote", "asset_class", "exchange", "calendar"):
                     table[f] = table[f].astype("string")
-                for c in ("valid_from", "valid_to"):
+                for c in ("valid_from", "valid_to", "recorded_at"):
                     table[c] = utc_timestamps(table[c])
                 table = table.sort_values(["provider", "symbol", "valid_from"], kind="mergesort")
                 atomic.write_parquet(table.reset_index(drop=True), self.symbols_path)

@@ -1,0 +1,298 @@
+"""The point-in-time view a sleeve is produced from: the one place Phase 2 cuts data at a clock.
+
+A production run is pinned to a data run D (SPEC §8): it reads bars up to D's clock and the
+features, health and metadata *as of D*, whatever later data runs did. Walk-forward validation
+then needs the same view at earlier clocks. So:
+
+1. :func:`read_view` reads the lakehouse once for one sleeve and one data run: the candidates D
+   exported for the sleeve's scanners; each symbol's stored bars up to the last closed bar at
+   the clock (and ADX 14 at every bar, from the ratings engine: causal, so a value at bar i
+   depends on bars <= i only); the features-matrix rows of those symbols before the clock;
+   the health verdicts and metadata versions recorded by the time D ended (the lakehouse keeps
+   their history, :mod:`portflow.lakehouse.store` rule 5). Nothing else is read afterwards.
+2. :meth:`SleeveView.at` cuts the view at an earlier clock t without copying: bars and ratings
+   to the last closed bar at t, toxic marks to those whose offending bar is at or before it.
+   Metadata versions are looked up at the window end by :meth:`MetaVersions.at`: the version
+   valid then, or — for a date before a symbol's first recorded version — that first version
+   (a documented assumption whose uses are counted in selection.json).
+3. Everything in a view is immutable: arrays are read-only, records frozen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from portflow import clock
+from portflow.alpha.settings import SleeveSettings
+from portflow.data.candidates import Candidate, Direction, sleeve_candidates
+from portflow.lakehouse.store import Lakehouse
+from portflow.ratings.panel import FIELDS, frames_panel, rate
+
+RATING_FIELDS = ("recommend_all", "recommend_ma", "recommend_other")
+_NS = "datetime64[ns]"
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    a.flags.writeable = False
+    return a
+
+
+def _ns(ts: pd.Timestamp) -> int:
+    return int(pd.Timestamp(ts).value)
+
+
+@dataclass(frozen=True)
+class Bars:
+    """One symbol's stored daily bars, oldest first. ts: int64 UTC nanoseconds; open, high,
+    low, close, volume: float64; adx: ADX 14 at each bar (NaN while warming up)."""
+
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    adx: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.size)
+
+    def upto(self, t_ns: int) -> Bars:
+        """The bars stamped at or before t_ns (views, no copy)."""
+        n = int(np.searchsorted(self.ts, t_ns, side="right"))
+        if n == self.ts.size:
+            return self
+        return Bars(*(getattr(self, f)[:n] for f in self.__dataclass_fields__))
+
+    @property
+    def timestamps(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.ts.view(_NS)).tz_localize("UTC")
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, adx: np.ndarray | None = None) -> Bars:
+        """From a frame with the SPEC OHLCV columns, sorted by timestamp (adx NaN unless
+        given)."""
+        ts = pd.DatetimeIndex(frame["timestamp"]).tz_convert("UTC").as_unit("ns").asi8
+        cols = [np.asarray(frame[f], dtype=np.float64) for f in FIELDS]
+        a = np.full(ts.size, np.nan) if adx is None else np.asarray(adx, dtype=np.float64)
+        o, h, lo, c, v = (_frozen(x) for x in cols)
+        return cls(ts=_frozen(ts), open=o, high=h, low=lo, close=c, volume=v, adx=_frozen(a))
+
+
+@dataclass(frozen=True)
+class RatingsHistory:
+    """A symbol's rows of the features matrix, oldest first (ts int64 UTC ns)."""
+
+    ts: np.ndarray
+    values: Mapping[str, np.ndarray]
+
+    def upto(self, t_ns: int) -> RatingsHistory:
+        n = int(np.searchsorted(self.ts, t_ns, side="right"))
+        if n == self.ts.size:
+            return self
+        return RatingsHistory(self.ts[:n], {k: v[:n] for k, v in self.values.items()})
+
+    def last(self, name: str, t_ns: int) -> float:
+        """The value of `name` at the last row at or before t_ns (NaN when there is none)."""
+        n = int(np.searchsorted(self.ts, t_ns, side="right"))
+        return float(self.values[name][n - 1]) if n else math.nan
+
+
+@dataclass(frozen=True)
+class MetaVersions:
+    """A symbol's metadata versions recorded by the pinned data run, by valid_from."""
+
+    valid_from: np.ndarray
+    tick_size: np.ndarray
+    lot_size: np.ndarray
+
+    def at(self, t_ns: int) -> tuple[float, float, bool]:
+        """(tick_size, lot_size, before_first): the version valid at t_ns, or the first
+        version when t_ns precedes every version (before_first=True)."""
+        if self.valid_from.size == 0:
+            return math.nan, math.nan, False
+        i = int(np.searchsorted(self.valid_from, t_ns, side="right")) - 1
+        before = i < 0
+        i = max(i, 0)
+        return float(self.tick_size[i]), float(self.lot_size[i]), before
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A Phase-1 verdict that excludes a symbol: `status` toxic (with its offending bar, if
+    known) or unreadable (its OHLCV file cannot be read)."""
+
+    status: str
+    reason: str
+    bar_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class SleeveCandidate:
+    """A candidate of the sleeve: `key` = ``<symbol>:<DIRECTION>``, `logic` = the first of the
+    sleeve's scanners that found it, `calendar` = its bars' calendar."""
+
+    key: str
+    symbol: str
+    direction: Direction
+    logic: str
+    calendar: str
+
+
+@dataclass(frozen=True)
+class SleeveView:
+    """Everything one sleeve's production may read, as of `as_of` (see module docstring)."""
+
+    as_of: pd.Timestamp
+    candidates: tuple[SleeveCandidate, ...]
+    bars: Mapping[str, Bars]
+    ratings: Mapping[str, RatingsHistory]
+    metadata: Mapping[str, MetaVersions]
+    exclusions: Mapping[str, Exclusion] = field(default_factory=dict)
+
+    def last_closed_ns(self, calendar: str) -> int:
+        return _ns(clock.last_closed_bar(calendar, self.as_of))
+
+    def at(self, as_of: pd.Timestamp) -> SleeveView:
+        """The view at an earlier clock (step 2); `as_of` later than the view's is refused."""
+        as_of = pd.Timestamp(as_of)
+        if as_of > self.as_of:
+            raise ValueError(f"a view as of {self.as_of:%Y-%m-%d} cannot see {as_of:%Y-%m-%d}")
+        cut = self._cut(as_of)
+        bars = {s: b.upto(cut[s]) for s, b in self.bars.items()}
+        ratings = {s: r.upto(cut[s]) for s, r in self.ratings.items()}
+        exclusions = {
+            s: e for s, e in self.exclusions.items()
+            if e.status != "toxic" or e.bar_ns is None or e.bar_ns <= cut[s]
+        }
+        return SleeveView(as_of, self.candidates, bars, ratings, self.metadata, exclusions)
+
+    def _cut(self, as_of: pd.Timestamp) -> dict[str, int]:
+        cals = {c.symbol: c.calendar for c in self.candidates}
+        ends = {cal: _ns(clock.last_closed_bar(cal, as_of)) for cal in set(cals.values())}
+        return {s: ends[cal] for s, cal in cals.items()}
+
+
+# -- reading (step 1) -------------------------------------------------------------------------
+
+
+def _read_bars(path: str) -> dict[str, np.ndarray]:
+    table = pq.read_table(path, columns=["timestamp", *FIELDS])
+    out = {f: table[f].to_numpy().astype(np.float64, copy=False) for f in FIELDS}
+    out["ts"] = table["timestamp"].cast(pa.timestamp("ns", tz="UTC")).to_numpy().view("int64")
+    return out
+
+
+def _read_ratings(lake: Lakehouse, provider: str, symbols: list[str], before_ns: int
+                  ) -> dict[str, RatingsHistory]:
+    path = lake.features_matrix_path
+    if not symbols or not path.exists():
+        return {}
+    dataset = ds.dataset(path)
+    names = set(dataset.schema.names)
+    cond = ds.field("symbol").isin(symbols) & (
+        ds.field("timestamp") < pa.scalar(before_ns, type=pa.timestamp("ns", tz="UTC"))
+    )
+    if "provider" in names:
+        cond &= ds.field("provider") == provider
+    cols = ["timestamp", "symbol", *(f for f in RATING_FIELDS if f in names)]
+    table = dataset.to_table(columns=cols, filter=cond).sort_by(
+        [("symbol", "ascending"), ("timestamp", "ascending")]
+    )
+    sym = table["symbol"].to_numpy(zero_copy_only=False)
+    ts = table["timestamp"].cast(pa.timestamp("ns", tz="UTC")).to_numpy().view("int64")
+    vals = {f: table[f].to_numpy().astype(np.float64) for f in cols[2:]}
+    out: dict[str, RatingsHistory] = {}
+    if not len(sym):
+        return out
+    starts = np.flatnonzero(np.r_[True, sym[1:] != sym[:-1]])
+    ends = np.r_[starts[1:], len(sym)]
+    for a, b in zip(starts, ends, strict=True):
+        out[str(sym[a])] = RatingsHistory(
+            _frozen(ts[a:b]), {f: _frozen(v[a:b]) for f, v in vals.items()}
+        )
+    return out
+
+
+def _read_metadata(lake: Lakehouse, provider: str, symbols: list[str],
+                   recorded_by: pd.Timestamp | None) -> dict[str, MetaVersions]:
+    table = lake.symbol_versions(provider, symbols, recorded_by)
+    out = {}
+    for sym, g in table.groupby("symbol", sort=True):
+        out[str(sym)] = MetaVersions(
+            _frozen(g["valid_from"].to_numpy(dtype=_NS).view("int64")),
+            _frozen(pd.to_numeric(g["tick_size"], errors="coerce").to_numpy(np.float64)),
+            _frozen(pd.to_numeric(g["lot_size"], errors="coerce").to_numpy(np.float64)),
+        )
+    return out
+
+
+def read_view(
+    lake: Lakehouse,
+    settings: SleeveSettings,
+    candidates: Iterable[Candidate],
+    as_of: pd.Timestamp,
+    recorded_by: pd.Timestamp | None,
+) -> SleeveView:
+    """Step 1 for the sleeve of `settings` at clock `as_of`; `recorded_by` is the wall time
+    the pinned data run ended (None = everything recorded so far)."""
+    mine = sorted(sleeve_candidates(candidates, settings.scanners), key=lambda c: c.key)
+    cands = tuple(
+        SleeveCandidate(c.key, c.symbol, c.direction, c.scanner_in(settings.scanners),
+                        settings.calendar)
+        for c in mine
+    )
+    symbols = sorted({c.symbol for c in cands})
+    end_ns = _ns(clock.last_closed_bar(settings.calendar, as_of))
+    exclusions: dict[str, Exclusion] = {}
+    raw: dict[str, dict[str, np.ndarray]] = {}
+    for s in symbols:
+        path = lake.ohlcv_path(settings.provider, settings.timeframe, s)
+        if not path.exists():
+            continue
+        try:
+            cols = _read_bars(str(path))
+        except (OSError, pa.ArrowException) as exc:
+            exclusions[s] = Exclusion(
+                "unreadable", f"unreadable OHLCV file {lake.relative(path)} ({exc}); delete it"
+                " and re-run data-ingest to fetch it again")
+            continue
+        n = int(np.searchsorted(cols["ts"], end_ns, side="right"))
+        if n:
+            raw[s] = {k: v[:n] for k, v in cols.items()}
+    bars: dict[str, Bars] = {}
+    if raw:
+        names = sorted(raw)
+        panel, counts = frames_panel([raw[s] for s in names])
+        adx = rate(panel).adx
+        for j, s in enumerate(names):
+            n = int(counts[j])
+            r = {f: _frozen(raw[s][f]) for f in ("ts", *FIELDS)}
+            bars[s] = Bars(ts=r["ts"], open=r["open"], high=r["high"], low=r["low"],
+                           close=r["close"], volume=r["volume"],
+                           adx=_frozen(np.array(adx[:n, j], dtype=np.float64)))
+    health = lake.health_as_of(settings.provider, recorded_by)
+    for s in symbols:
+        h = health.get(s)
+        if h is not None and h.get("status") == "toxic":
+            bar = h.get("bar_timestamp")
+            bar_ns = None if bar is None or pd.isna(bar) else _ns(pd.Timestamp(bar))
+            exclusions.setdefault(s, Exclusion("toxic", str(h.get("reason")), bar_ns))
+    view = SleeveView(
+        as_of=pd.Timestamp(as_of),
+        candidates=cands,
+        bars=bars,
+        ratings=_read_ratings(lake, settings.provider, symbols, _ns(as_of)),
+        metadata=_read_metadata(lake, settings.provider, symbols, recorded_by),
+        exclusions=exclusions,
+    )
+    return view.at(as_of)

@@ -1,0 +1,113 @@
+"""What a run holds, readably in the terminal: `runs show`, `runs weights` and the closing
+summary of `flow-production` (SPEC §2, §6.5: every place weights are shown marks a method whose
+weights came from a fallback link)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from portflow.runs import ARTIFACTS, Run
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def method_links(rec: dict[str, Any]) -> dict[str, str]:
+    """method → the fallback link that produced its weights (`primary` when the first held)."""
+    methods = (rec.get("optimization") or {}).get("methods") or {}
+    return {m: str(r.get("link")) for m, r in methods.items()}
+
+
+def is_fallback(method: str, link: str) -> bool:
+    return link not in ("primary", method)
+
+
+def link_label(method: str, link: str) -> str:
+    return f"FALLBACK ({link})" if is_fallback(method, link) else "primary"
+
+
+def primary_method(rec: dict[str, Any]) -> str:
+    cfg = rec.get("config") or {}
+    return str((cfg.get("optimization") or {}).get("primary_method") or "hrp")
+
+
+def weights_table(run: Run, method: str | None = None, top: int | None = None) -> Table:
+    """A rich table of one method's weights: symbol, direction, cluster, weight and a bar."""
+    rec = run.record
+    w = run.load("weights")
+    method = method or primary_method(rec)
+    if method not in set(w["method"]):
+        from portflow.errors import UsageError, suggest
+
+        have = sorted(set(w["method"]))
+        raise UsageError(f"run '{run.run_id}' has no weights for method '{method}'"
+                         f"{suggest(method, have)}; methods: {', '.join(have)}")
+    g = w[w["method"] == method].copy()
+    g = g.reindex(g["weight"].abs().sort_values(ascending=False, kind="mergesort").index)
+    if top is not None:
+        g = g.head(top)
+    link = method_links(rec).get(method, "primary")
+    title = f"{run.run_id}: {method} ({link_label(method, link)})"
+    table = Table(title=title, title_justify="left")
+    for col, just in (("symbol", "left"), ("direction", "left"), ("cluster", "right"),
+                      ("weight", "right"), ("", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    biggest = float(g["weight"].abs().max()) if len(g) else 1.0
+    for r in g.itertuples(index=False):
+        bar = "#" * max(1, round(24 * abs(float(r.weight)) / biggest))
+        table.add_row(str(r.symbol), str(r.direction), str(r.cluster), f"{float(r.weight):+.4f}",
+                      bar if float(r.weight) >= 0 else "-" * len(bar))
+    return table
+
+
+def print_weights_summary(run: Run, top: int = 10) -> None:
+    """flow-production's closing lines: the top holdings of the primary method, each method's
+    link (fallbacks marked) and where the report is."""
+    if run.record.get("status") != "succeeded" or not run.has("weights"):
+        return
+    out = _out()
+    out.print(weights_table(run, top=top))
+    links = method_links(run.record)
+    out.print("methods: " + ", ".join(f"{m} {link_label(m, lk)}" for m, lk in links.items()))
+    if run.has("report"):
+        out.print(f"report: {run.relative(run.file('report'))}")
+
+
+def show_run(run: Run) -> None:
+    """`runs show`: status, steps with counts, outputs, fallbacks, failure."""
+    rec = run.record
+    out = _out()
+    head = (f"{rec.get('run_id')}  {rec.get('kind')}  profile {rec.get('profile')}  as of"
+            f" {rec.get('as_of')}  {rec.get('status')}")
+    out.print(head)
+    if rec.get("data_run"):
+        out.print(f"data run: {rec['data_run']}")
+    if rec.get("executor"):
+        out.print(f"executor: {rec['executor']}")
+    if rec.get("failure_reason"):
+        out.print(f"failure: {rec['failure_reason']}")
+    steps = Table(title="steps", title_justify="left")
+    for col in ("step", "status", "seconds", "counts"):
+        steps.add_column(col)
+    for name, step in (rec.get("steps") or {}).items():
+        counts = step.get("counts") or {}
+        text = ", ".join(f"{k} {_short(v)}" for k, v in counts.items())
+        steps.add_row(name, str(step.get("status")), f"{float(step.get('seconds') or 0):.1f}",
+                      text)
+    out.print(steps)
+    links = method_links(rec)
+    if links:
+        out.print("methods: " + ", ".join(f"{m} {link_label(m, lk)}" for m, lk in links.items()))
+    present = [f"{a.file}" for name, a in ARTIFACTS.items() if run.has(name)]
+    if present:
+        out.print("outputs: " + ", ".join(present))
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v) if isinstance(v, dict | list) else str(v)
+    return text if len(text) <= 60 else text[:57] + "..."
