@@ -211,9 +211,12 @@ def port_report(run_id: Annotated[str, typer.Option("--run-id", help="Existing p
 
 
 @app.command("port-test")
-def port_test(run_id: Annotated[str, typer.Option("--run-id", help="Existing production run.")]) -> None:
-    """Walk-forward validation of a production run."""
-    _phase2("port-test", run_id=validate_run_id(run_id))
+def port_test(
+    run_id: Annotated[str, typer.Option("--run-id", help="Existing production run.")],
+    engine: Annotated[str, typer.Option("--engine", help="native, or vectorbt to replay the same targets through vectorbt as a cross-check (extra portflow[vectorbt]).")] = "native",
+) -> None:
+    """Walk-forward validation of a production run: validation/ returns, metrics, windows."""
+    _phase2("port-test", run_id=validate_run_id(run_id), engine=engine)
 
 
 @app.command("port-post-analysis")

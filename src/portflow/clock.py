@@ -69,7 +69,10 @@ def session_ns(calendar: str, start_ns: int, end_ns: int) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     if calendar == ALWAYS_OPEN:
         first = start_ns + (-start_ns) % _DAY_NS
-        return np.arange(first, end_ns + 1, _DAY_NS, dtype=np.int64)
+        # counted in integers: np.arange sizes its output in float64, which loses the +1 at
+        # nanosecond magnitudes and drops the last day
+        n = max(0, (end_ns - first) // _DAY_NS + 1)
+        return first + _DAY_NS * np.arange(n, dtype=np.int64)
     allns = _session_ns(calendar)
     lo = int(np.searchsorted(allns, start_ns, side="left"))
     hi = int(np.searchsorted(allns, end_ns, side="right"))

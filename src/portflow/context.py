@@ -24,6 +24,7 @@ class Context:
     config_dir: str | None
     as_of: pd.Timestamp
     debug: bool = False
+    jobs: int | None = None  # CPU-bound fan-out inside one command (None: every core)
 
     @functools.cached_property
     def config(self) -> Config:

@@ -63,6 +63,9 @@ ARTIFACTS: dict[str, Artifact] = {
     "validation_returns": Artifact("validation/returns.parquet", "frame", "port-test"),
     "validation_metrics": Artifact("validation/metrics.csv", "csv", "port-test"),
     "validation_windows": Artifact("validation/windows.parquet", "table", "port-test"),
+    "validation_drift": Artifact("validation/drift.parquet", "table", "port-test"),
+    "validation_vectorbt": Artifact("validation/returns_vectorbt.parquet", "frame",
+                                    "port-test --engine vectorbt"),
     "report": Artifact("report.html", "text", "port-report"),
     # meta (SPEC §4, §7)
     "sleeve_weights": Artifact("sleeve_weights.csv", "csv", "flow-meta-production"),

@@ -11,6 +11,8 @@ re-runs alone with `--run-id` and computes exactly what ``produce`` computes:
                                                                       regime
     port-optimize  synthetic_returns,       → sleeve.allocate      → weights (+ each method's
                    clusters, regime, atoms                            fallback record, run.json)
+    port-test      the pinned view          → validate.walk_forward → validation/ returns,
+                                                                      metrics, windows, drift
 
 Rules:
 1. A production run is pinned to one data run D (`--data-run`, default: among the succeeded
@@ -26,23 +28,24 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from portflow import summaries
-from portflow.alpha import sleeve
+from portflow.alpha import sleeve, validate
 from portflow.alpha.settings import SleeveSettings
 from portflow.alpha.synthesize import Atom
 from portflow.alpha.view import SleeveView, read_view
 from portflow.config import config_hash
 from portflow.context import Context
 from portflow.data.candidates import load_candidates, sleeve_candidates
-from portflow.errors import ConfigError, HealthGateError, RunError
+from portflow.errors import ConfigError, HealthGateError, RunError, UsageError
+from portflow.executors import LocalExecutor, default_jobs
 from portflow.runs import NOT_AVAILABLE, Run, list_runs
-from portflow.ui import log
+from portflow.ui import Tracker, log
 
 PHASE2 = ("port-select", "port-pre-opt", "port-optimize", "port-test", "port-post-analysis",
           "port-report")
@@ -177,10 +180,11 @@ def step_select(ctx: Context, run: Run) -> dict[str, Any]:
         result = getattr(exc, "result", None)
         if window is not None:
             run.save("health", sleeve.health_record(view.as_of, window))
-            raise HealthGateError(f"{exc}; see {run.relative(run.file('health'))}") from None
         if result is not None:
             run.save("selection", result.to_dict())
             raise HealthGateError(f"{exc}; see {run.relative(run.file('selection'))}") from None
+        if window is not None:
+            raise HealthGateError(f"{exc}; see {run.relative(run.file('health'))}") from None
         raise
     run.save("health", sel.health_record())
     run.save("candidates", sel.info.reset_index())
@@ -249,16 +253,71 @@ def step_optimize(ctx: Context, run: Run) -> dict[str, Any]:
             "links": {m: r.link for m, r in results.items()}, "fallbacks": len(fallbacks)}
 
 
+def step_test(ctx: Context, run: Run, engine: str = "native") -> dict[str, Any]:
+    """Walk-forward validation on the run's own pinned view (every window calls `produce`),
+    its windows fanned out over processes through the executor seam."""
+    if engine not in ("native", "vectorbt"):
+        raise UsageError(f"--engine '{engine}' is unknown; use native or vectorbt")
+    settings = settings_of(run)
+    view = load_view(ctx, run, settings)
+    jobs = ctx.jobs or default_jobs()
+    executor = LocalExecutor(jobs=jobs, kind="process")
+
+    def runner(fn: Callable[..., Any], chunks: list[Any]) -> Iterator[Any]:
+        for out in executor.map(fn, chunks):
+            if not out.ok:
+                assert out.error is not None
+                raise out.error
+            yield out.value
+
+    bt = settings.backtest
+    n_windows = len(validate.schedule(validate.bar_dates(view, settings.calendar).size,
+                                      bt.train_bars, bt.test_bars, bt.step_bars))
+    with Tracker("port-test windows", n_windows) as tracker:
+        res = validate.walk_forward(view, settings, runner, chunks=4 * jobs if jobs > 1 else 1,
+                                    on_window=tracker.advance)
+    run.save("validation_returns", res.returns)
+    run.save("validation_metrics", res.metrics)
+    run.save("validation_windows", res.windows)
+    run.save("validation_drift", res.drift)
+    counts: dict[str, Any] = {}
+    if engine == "vectorbt":
+        from portflow.alpha import vbt_check
+
+        curves, agreement = vbt_check.replay(view, settings, res)
+        run.save("validation_vectorbt", curves)
+        run.record["validation_vectorbt"] = agreement
+        gap = agreement["without_costs_max_equity_rel_diff"]
+        counts.update(vectorbt_agrees=gap <= vbt_check.EXACT_TOLERANCE,
+                      vectorbt_rel_diff_without_costs=gap,
+                      vectorbt_rel_diff_with_costs=agreement["with_costs_max_equity_rel_diff"])
+        log(("port-test: vectorbt replay agrees" if counts["vectorbt_agrees"] else
+             "port-test: WARNING: vectorbt replay disagrees") +
+            f" without costs (max relative equity gap {gap:.1e}); with costs"
+            f" {agreement['with_costs_max_equity_rel_diff']:.1e} (conventions in run.json)")
+    kept = sum(d.targets is None for d in res.decisions)
+    m = res.metrics.set_index("method")
+    primary = settings.optimization.primary_method
+    log(f"port-test: {len(res.decisions)} windows ({kept} kept), {len(res.returns)}"
+        f" out-of-sample bars from {res.returns.index[0]:%Y-%m-%d}; {primary} sharpe"
+        f" {m.loc[primary, 'sharpe']:.2f} vs benchmark {m.loc['benchmark', 'sharpe']:.2f}"
+        f" -> {run.relative(run.file('validation_metrics'))}")
+    return {"windows": len(res.decisions), "windows_kept": kept,
+            "oos_bars": len(res.returns), "oos_start": f"{res.returns.index[0]:%Y-%m-%d}",
+            "engine": engine, "jobs": jobs, **counts}
+
+
 STEP_FUNCS: dict[str, Callable[[Context, Run], dict[str, Any]]] = {
     "port-select": step_select,
     "port-pre-opt": step_pre_opt,
     "port-optimize": step_optimize,
+    "port-test": step_test,
 }
 
 
-def run_step(ctx: Context, run: Run, name: str) -> None:
+def run_step(ctx: Context, run: Run, name: str, **kwargs: Any) -> None:
     with run.step(name) as counts:
-        counts.update(STEP_FUNCS[name](ctx, run))
+        counts.update(STEP_FUNCS[name](ctx, run, **kwargs))
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -287,11 +346,11 @@ def flow_production(ctx: Context, profile: str, run_id: str | None, data_run: st
 
 
 def _single(name: str) -> Callable[..., Run]:
-    def command(ctx: Context, run_id: str) -> Run:
+    def command(ctx: Context, run_id: str, **kwargs: Any) -> Run:
         run = open_production(ctx, run_id)
         run.record["status"] = "running"
         with run.lifecycle():
-            run_step(ctx, run, name)
+            run_step(ctx, run, name, **kwargs)
         return run
 
     return command
@@ -318,4 +377,5 @@ COMMANDS: dict[str, Callable[..., Run]] = {
     "port-select": port_select,
     "port-pre-opt": _single("port-pre-opt"),
     "port-optimize": _single("port-optimize"),
+    "port-test": _single("port-test"),
 }

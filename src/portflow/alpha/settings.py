@@ -32,14 +32,15 @@ class OptimizationSettings:
 
 @dataclass(frozen=True)
 class BacktestSettings:
-    """Walk-forward windows in bars and trading costs in basis points of traded notional."""
+    """Walk-forward windows in bars, trading costs in basis points of traded notional, and
+    the eligibility filter per direction (a filter tree as data; None = everyone eligible)."""
 
     train_bars: int
     test_bars: int
     step_bars: int
     commission_bps: float
     slippage_bps: float
-    eligibility: tuple[Mapping[str, Any], ...] = ()
+    eligibility: Mapping[str, Any] | None = None
 
     @property
     def cost_rate(self) -> float:
@@ -102,6 +103,6 @@ class SleeveSettings:
                 train_bars=int(bt["train_bars"]), test_bars=int(bt["test_bars"]),
                 step_bars=int(bt["step_bars"]), commission_bps=float(bt["commission_bps"]),
                 slippage_bps=float(bt["slippage_bps"]),
-                eligibility=tuple(bt.get("eligibility") or ()),
+                eligibility=bt.get("eligibility"),
             ),
         )

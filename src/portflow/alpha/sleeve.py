@@ -18,8 +18,8 @@ calls it for every sleeve. It reads no file and no clock except the view's.
    (:func:`optimize.optimize`); the weights table in physical space (a SHORT atom's weight is
    negative), one row per (method, atom).
 
-A gate failure raises :class:`HealthGateError` with the partial outputs attached (`window` for
-Strict Health, `result` for selection), so the runner can still save what explains it.
+A gate failure raises :class:`HealthGateError` with the partial outputs attached (`window`, and
+`result` when selection failed), so the runner can still save what explains it.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from portflow.alpha.select import SelectionResult, select_htr
 from portflow.alpha.settings import SleeveSettings
 from portflow.alpha.synthesize import Atom
 from portflow.alpha.view import SleeveView
+from portflow.errors import HealthGateError
 
 WEIGHTS_COLUMNS = ["method", "symbol", "atom", "direction", "cluster", "weight"]
 
@@ -123,7 +124,11 @@ def select(view: SleeveView, settings: SleeveSettings) -> Selection:
     window = build_window(cands, view.as_of, settings.lookback_bars,
                           settings.min_healthy_fraction, settings.min_assets)
     info, before_first = selection_inputs(view, window)
-    result = select_htr(window.returns, info, settings.selection)
+    try:
+        result = select_htr(window.returns, info, settings.selection)
+    except HealthGateError as exc:
+        exc.window = window  # type: ignore[attr-defined]
+        raise
     return Selection(view.as_of, window, info, result, before_first)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -175,6 +175,11 @@ class SleeveView:
             if e.status != "toxic" or e.bar_ns is None or e.bar_ns <= cut[s]
         }
         return SleeveView(as_of, self.candidates, bars, ratings, self.metadata, exclusions)
+
+    def restrict(self, keys: Iterable[str]) -> SleeveView:
+        """The same view with only the candidates whose key is in `keys`."""
+        want = set(keys)
+        return replace(self, candidates=tuple(c for c in self.candidates if c.key in want))
 
     def _cut(self, as_of: pd.Timestamp) -> dict[str, int]:
         cals = {c.symbol: c.calendar for c in self.candidates}

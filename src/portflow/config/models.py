@@ -133,12 +133,48 @@ class OptimizationConfig(_Model):
     risk_free: float = 0.0
 
 
+ELIGIBILITY_FIELDS = ("recommend_all", "recommend_ma", "recommend_other")
+
+
+def _leaf_fields(node: Any) -> list[str]:
+    if isinstance(node, LeafFilter):
+        return [node.field]
+    if isinstance(node, NotFilter):
+        return _leaf_fields(node.not_)
+    kids = node.all if isinstance(node, AllFilter) else node.any
+    return [f for k in kids for f in _leaf_fields(k)]
+
+
 class BacktestConfig(_Model):
+    """Walk-forward windows in bars (null: by calendar), costs in basis points of traded
+    notional (null: by calendar), and the eligibility filter per direction, evaluated at each
+    rebalance on the features matrix as of the previous bar (SPEC §6.7; null = everyone)."""
+
     train_bars: int | None = Field(default=None, gt=0)
     test_bars: int | None = Field(default=None, gt=0)
     step_bars: int | None = Field(default=None, gt=0)
     commission_bps: float | None = Field(default=None, ge=0)
     slippage_bps: float | None = Field(default=None, ge=0)
+    eligibility: dict[Direction, FilterNode] | None = {
+        "LONG": LeafFilter(field="recommend_all", op=">", value=0),
+        "SHORT": LeafFilter(field="recommend_all", op="<", value=0),
+    }
+
+    @model_validator(mode="after")
+    def _windows_and_fields(self) -> BacktestConfig:
+        if None not in (self.test_bars, self.step_bars) and self.test_bars != self.step_bars:
+            raise ValueError(
+                "test_bars and step_bars must be equal: the stitched out-of-sample series uses"
+                " every test bar exactly once"
+            )
+        for direction, node in (self.eligibility or {}).items():
+            bad = [f for f in _leaf_fields(node) if f not in ELIGIBILITY_FIELDS]
+            if bad:
+                raise ValueError(
+                    f"eligibility.{direction}: field '{bad[0]}' is not in the features matrix"
+                    f" (use one of {', '.join(ELIGIBILITY_FIELDS)})"
+                )
+        return self
 
 
 class SleeveProfile(_Model):

@@ -1,0 +1,216 @@
+"""Walk-forward validation on in-memory point-in-time views (no files): no look-ahead, cost
+arithmetic, stitching, metrics recomputed independently, and the vectorbt replay."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from portflow import clock
+from portflow.alpha import validate, vbt_check
+from portflow.alpha.settings import SleeveSettings
+from portflow.alpha.validate import BENCHMARK, Decision, Holding, Window
+from portflow.alpha.view import Bars, MetaVersions, RatingsHistory, SleeveCandidate, SleeveView
+from portflow.context import Context
+from portflow.data.candidates import Direction
+from portflow.ratings.panel import frames_panel, rate
+
+AS_OF = pd.Timestamp("2026-06-30", tz="UTC")
+
+
+def _prices(calendar: str, n_symbols: int, n_bars: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bar dates (int64 ns) and closes (n_bars, n_symbols) of a small factor market with
+    persistent trends, so selection has signal and clusters have structure."""
+    end = clock.last_closed_bar(calendar, AS_OF)
+    dates = clock.sessions(calendar, clock.start_for_bars(calendar, end, n_bars), end)
+    dates = dates.as_unit("ns").asi8
+    rng = np.random.default_rng(seed)
+    sectors = rng.integers(0, 4, n_symbols)
+    market = rng.standard_t(5, n_bars) * 0.012
+    factor = rng.standard_t(5, (n_bars, 4)) * 0.01
+    trend = np.repeat(rng.normal(0, 0.0015, (n_bars // 60 + 1, n_symbols)), 60, axis=0)[:n_bars]
+    r = market[:, None] + factor[:, sectors] + trend + rng.normal(0, 0.015, (n_bars, n_symbols))
+    return dates, 50.0 * np.exp(np.cumsum(r, axis=0))
+
+
+def make_view(calendar: str = "24/7", n_symbols: int = 24, n_bars: int = 520, seed: int = 3,
+              direction: Direction = Direction.LONG,
+              closes: np.ndarray | None = None) -> SleeveView:
+    """A complete point-in-time view built in memory: bars, ADX and ratings from the ratings
+    engine (as feature-backfill computes them), metadata known from the start."""
+    dates, px = _prices(calendar, n_symbols, n_bars, seed)
+    if closes is not None:
+        px = closes
+    rng = np.random.default_rng(seed + 1)
+    wick = 1.0 + np.abs(rng.normal(0, 0.01, px.shape))
+    frames = [{"open": px[:, j] / wick[:, j] ** 0.5, "high": px[:, j] * wick[:, j],
+               "low": px[:, j] / wick[:, j], "close": px[:, j],
+               "volume": np.full(n_bars, 5e7) / px[:, j]} for j in range(n_symbols)]
+    panel, _ = frames_panel(frames)
+    ratings = rate(panel)
+    symbols = [f"S{j:03d}" for j in range(n_symbols)]
+    bars, hist, meta = {}, {}, {}
+    for j, s in enumerate(symbols):
+        f = frames[j]
+        bars[s] = Bars(ts=dates, open=f["open"], high=f["high"], low=f["low"], close=f["close"],
+                       volume=f["volume"], adx=ratings.adx[:, j].copy())
+        hist[s] = RatingsHistory(dates, {k: getattr(ratings, k)[:, j].copy() for k in
+                                         ("recommend_all", "recommend_ma", "recommend_other")})
+        meta[s] = MetaVersions(np.array([dates[0]]), np.array([0.01]), np.array([1.0]))
+    cands = tuple(SleeveCandidate(f"{s}:{direction.value}", s, direction, "scan", calendar)
+                  for s in symbols)
+    return SleeveView(AS_OF, cands, bars, hist, meta)
+
+
+def make_settings(calendar: str = "24/7", **backtest: Any) -> SleeveSettings:
+    profile = "crypto_long" if calendar == "24/7" else "equities_long"
+    cfg = Context(data_dir=Path("unused"), config_dir=None, as_of=AS_OF).resolved(profile)
+    cfg["health"].update(min_assets=5, min_healthy_fraction=0.5)
+    cfg["selection"].update(min_winners=5, max_winners=10)
+    cfg["backtest"].update(train_bars=150, test_bars=20, step_bars=20, **backtest)
+    cfg["scanners"] = ["scan"]
+    return SleeveSettings.from_config(cfg)
+
+
+@pytest.fixture(scope="module")
+def long_run() -> tuple[SleeveView, SleeveSettings, validate.Validation]:
+    view, settings = make_view(), make_settings()
+    return view, settings, validate.walk_forward(view, settings)
+
+
+def test_windows_tile_the_out_of_sample_period(long_run: Any) -> None:
+    _, settings, res = long_run
+    idx = res.returns.index
+    assert list(res.returns.columns) == [*settings.optimization.methods, BENCHMARK]
+    assert idx.name == "timestamp" and str(idx.tz) == "UTC" and idx.is_unique
+    for method, g in res.windows.groupby("method"):
+        per = g.groupby("window").agg(start=("test_start", "first"), end=("test_end", "first"),
+                                      reb=("rebalance_at", "first")).sort_index()
+        assert (per["reb"] < per["start"]).all()
+        assert per["start"].iloc[0] == idx[0] and per["end"].iloc[-1] == idx[-1]
+        # contiguous and non-overlapping: each window starts on the bar after the last ended
+        pos = {t: i for i, t in enumerate(idx)}
+        for (_, a), (_, b) in zip(per.iloc[:-1].iterrows(), per.iloc[1:].iterrows(), strict=True):
+            assert pos[b["start"]] == pos[a["end"]] + 1 and b["reb"] == a["end"]
+        covered = sum(pos[e] - pos[s] + 1 for s, e in zip(per["start"], per["end"], strict=True))
+        assert covered == len(idx), method
+    assert idx[-1] == clock.last_closed_bar("24/7", AS_OF)
+    ok = res.windows[res.windows["status"] == "ok"]
+    gross = ok.groupby(["method", "window"])["weight"].apply(lambda w: w.abs().sum())
+    assert np.allclose(gross, 1.0, atol=1e-9)
+
+
+def test_costs_are_turnover_times_the_rate(long_run: Any) -> None:
+    view, settings, res = long_run
+    w = res.windows
+    assert np.allclose(w["cost"], w["turnover"] * settings.backtest.cost_rate, rtol=0, atol=1e-15)
+    first = w[w["window"] == w["window"].min()]
+    assert np.allclose(first["turnover"], 1.0)  # the first window trades from cash
+    # a free replay of the same decisions differs from the paid one by exactly the first
+    # window's cost on its first bar
+    dates = validate.bar_dates(view, settings.calendar)
+    rets = validate.physical_returns(view, dates)
+    oos = res.out_of_sample
+    free = validate.simulate("hrp", oos, rets, dates, 0.0).returns
+    paid = res.returns["hrp"].to_numpy()
+    assert paid[0] == pytest.approx(free[0] - settings.backtest.cost_rate, abs=1e-15)
+
+
+def _one_window(direction: str, weight: float, n: int = 30) -> tuple[list[Decision], pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(9)
+    idx = pd.date_range("2026-01-01", periods=n, freq="D", tz="UTC", name="timestamp")
+    r = rng.normal(0.002, 0.04, n)
+    r[0] = 0.0
+    rets = pd.DataFrame({"X": r}, index=idx)
+    w = Window(0, 0, 1, n - 1)
+    h = (Holding("X:s:" + direction, "X", direction, weight),)
+    d = Decision(w, {"m": h}, h)
+    return [d], rets, idx.as_unit("ns").asi8
+
+
+def test_zero_cost_buy_and_hold_earns_the_asset_and_a_short_loses_it() -> None:
+    [d], rets, dates = _one_window("LONG", 1.0)
+    asset = rets["X"].to_numpy()[1:]
+    long = validate.simulate("m", [d], rets, dates, 0.0).returns
+    np.testing.assert_allclose(long, asset, rtol=0, atol=1e-14)
+    [d], rets, dates = _one_window("SHORT", -1.0)
+    short = validate.simulate("m", [d], rets, dates, 0.0).returns
+    gain = np.prod(1 + asset) - 1
+    assert np.prod(1 + short) - 1 == pytest.approx(-gain, abs=1e-12)
+    paid = validate.simulate("m", [d], rets, dates, 0.0014).returns
+    # costs reduce wealth by exactly the traded notional x rate (here 1 x 14 bp)
+    assert np.prod(1 + paid) == pytest.approx(np.prod(1 + short) - 0.0014, abs=1e-12)
+
+
+def test_metrics_match_an_independent_recomputation(long_run: Any) -> None:
+    for calendar, periods in (("24/7", 365), ("XNYS", 252)):
+        if calendar == "24/7":
+            _, settings, res = long_run
+        else:
+            view, settings = make_view("XNYS", n_bars=480), make_settings("XNYS")
+            res = validate.walk_forward(view, settings)
+        assert settings.periods_per_year == periods
+        m = res.metrics.set_index("method")
+        for col in res.returns.columns:
+            r = res.returns[col].to_numpy()
+            wealth = np.cumprod(1 + r)
+            peak = np.maximum.accumulate(np.r_[1.0, wealth])[1:]
+            want = {
+                "cagr": wealth[-1] ** (periods / len(r)) - 1,
+                "ann_vol": r.std(ddof=1) * math.sqrt(periods),
+                "sharpe": r.mean() / r.std(ddof=1) * math.sqrt(periods),
+                "max_drawdown": (wealth / peak - 1).min(),
+            }
+            for k, v in want.items():
+                assert m.loc[col, k] == pytest.approx(v, rel=1e-9), (calendar, col, k)
+            assert m.loc[col, "calmar"] == pytest.approx(want["cagr"] / abs(want["max_drawdown"]))
+            assert m.loc[col, "n_windows"] == res.windows.query("method == @col")["window"].nunique()
+
+
+def test_no_look_ahead_changing_the_future_keeps_every_earlier_decision(long_run: Any) -> None:
+    view, settings, res = long_run
+    dates = validate.bar_dates(view, settings.calendar)
+    cut = 330  # change every bar after this one
+    t = pd.Timestamp(int(dates[cut]), tz="UTC")
+    _, px = _prices("24/7", 24, 520, 3)
+    noise = np.exp(np.cumsum(np.random.default_rng(5).normal(0, 0.05, px.shape), axis=0))
+    px2 = px.copy()
+    px2[cut + 1:] *= noise[cut + 1:] / noise[cut]
+    other = validate.walk_forward(make_view(closes=px2), settings)
+    cols = ["method", "window", "rebalance_at", "test_start", "test_end", "atom", "weight",
+            "turnover", "cost", "status"]
+    a = res.windows[res.windows["rebalance_at"] <= t][cols].reset_index(drop=True)
+    b = other.windows[other.windows["rebalance_at"] <= t][cols].reset_index(drop=True)
+    assert len(a) > 50
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(res.returns[res.returns.index <= t],
+                                  other.returns[other.returns.index <= t], check_exact=True)
+    assert not res.windows.equals(other.windows)  # the future did change later decisions
+
+
+def test_a_short_sleeve_holds_negative_weights_and_replays_in_vectorbt() -> None:
+    view = make_view(seed=11, direction=Direction.SHORT)
+    settings = make_settings()
+    settings = replace(settings, backtest=replace(settings.backtest, eligibility=None))
+    res = validate.walk_forward(view, settings)
+    w = res.windows
+    assert (w["weight"] <= 0).all() and (w["direction"] == "SHORT").all()
+    curves, rec = vbt_check.replay(view, settings, res)
+    assert rec["without_costs_max_equity_rel_diff"] <= vbt_check.EXACT_TOLERANCE, rec
+    assert rec["with_costs_max_equity_rel_diff"] < 1e-2
+    assert list(curves.columns) == list(res.returns.columns)
+
+
+def test_a_failed_window_keeps_its_holdings_and_says_why(long_run: Any) -> None:
+    view, settings, _ = long_run
+    strict = replace(settings, min_assets=20)  # most windows now fail the health gate
+    res = validate.walk_forward(view, strict)
+    kept = res.windows[res.windows["status"] == "kept"]
+    assert len(kept) and kept["note"].str.contains("healthy|eligible").all()
+    assert (kept["turnover"] == 0).all() and (kept["cost"] == 0).all()
