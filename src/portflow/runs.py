@@ -63,6 +63,13 @@ ARTIFACTS: dict[str, Artifact] = {
     "validation_returns": Artifact("validation/returns.parquet", "frame", "port-test"),
     "validation_metrics": Artifact("validation/metrics.csv", "csv", "port-test"),
     "validation_windows": Artifact("validation/windows.parquet", "table", "port-test"),
+    "validation_drift": Artifact("validation/drift.parquet", "table", "port-test"),
+    "post_analysis": Artifact("post_analysis.json", "json", "port-post-analysis"),
+    "plot_cluster_map": Artifact("plots/cluster_map.png", "png", "port-post-analysis"),
+    "plot_factor_map": Artifact("plots/factor_map.png", "png", "port-post-analysis"),
+    "plot_drift_monitor": Artifact("plots/drift_monitor.png", "png", "port-post-analysis"),
+    "plot_cluster_stability": Artifact("plots/cluster_stability.png", "png",
+                                       "port-post-analysis"),
     "report": Artifact("report.html", "text", "port-report"),
     # meta (SPEC §4, §7)
     "sleeve_weights": Artifact("sleeve_weights.csv", "csv", "flow-meta-production"),
