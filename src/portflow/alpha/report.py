@@ -47,6 +47,7 @@ import pandas as pd
 from portflow.alpha import figures
 from portflow.runs import ARTIFACTS, NOT_AVAILABLE, Run
 
+ZERO_WEIGHT = 5e-5  # below half a basis point a weight prints as 0.00%: shown as "·"
 PLOT_CAPTIONS = {
     "plot_cluster_map": "Cluster map: correlations of the atoms' synthetic returns in the order"
                         " of the clustering (boxes are the clusters the caps apply to).",
@@ -343,12 +344,26 @@ def headline(inputs: ReportInputs, heads: Sequence[MethodHead]) -> list[Fact]:
              "every method's first link held" if not fallbacks else
              "; ".join(h.why for h in fallbacks if h.why), "warn" if fallbacks else "good"),
         Fact("Validation", "validated" if inputs.validation is not None else
-             _optional_state(rec, "port-test", "--skip-validation", "validation"), "",
+             _optional_state(rec, "port-test", "--skip-validation", "validation"),
+             _oos_note(inputs.validation, primary.name),
              "good" if inputs.validation is not None else "warn"),
         Fact("Post-analysis", "done" if inputs.plots else
              _optional_state(rec, "port-post-analysis", "--skip-analysis", "analysis"), "",
              "good" if inputs.plots else "warn"),
     ]
+
+
+def _oos_note(val: Validation | None, primary: str) -> str:
+    """The primary method's out-of-sample CAGR and Sharpe against the benchmark's."""
+    if val is None:
+        return ""
+    m = val.metrics.set_index("method")
+    parts = []
+    for name in (primary, "benchmark"):
+        if name in m.index:
+            parts.append(f"{name} CAGR {_pct(m.at[name, 'cagr'], 1)}, Sharpe"
+                         f" {_num(m.at[name, 'sharpe'])}")
+    return "out-of-sample: " + "; ".join(parts) if parts else ""
 
 
 def weights_table(inputs: ReportInputs, methods: Sequence[str]) -> Table:
@@ -368,9 +383,11 @@ def weights_table(inputs: ReportInputs, methods: Sequence[str]) -> Table:
                             str(int(info.at[atom, "cluster"]))]
         for m in methods:
             v = float(vals[m]) if pd.notna(vals[m]) else 0.0
-            side = "short" if v < 0 else "long" if v > 0 else "zero"
-            cells.append(Cell(_pct(v, 2, sign=True) if v else "·",
-                              round(100 * abs(v) / biggest[m], 1), side))
+            if abs(v) < ZERO_WEIGHT:
+                cells.append(Cell("·", 0.0, "zero"))
+            else:
+                cells.append(Cell(_pct(v, 2, sign=True), round(100 * abs(v) / biggest[m], 1),
+                                  "short" if v < 0 else "long"))
         rows.append(Row(cells))
     for label, fn in (("gross Σ|w|", lambda s: s.abs().sum()),
                       ("net Σw", lambda s: s.sum()),
