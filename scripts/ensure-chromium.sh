@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure Debian's `chromium` is on PATH for the report's browser test (tests/alpha/
 # test_report.py): installs it with apt when it is missing and apt is usable (CI runs as root on
-# a clean machine). Never fails the build: without a browser that one test is skipped and says why.
+# a clean machine). It never fails the build itself: without a browser that one test is skipped
+# and says why, except under CI (CI=true), where the test fails instead.
 set -u
 command -v chromium >/dev/null 2>&1 && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

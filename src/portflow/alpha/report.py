@@ -309,16 +309,19 @@ def _steps_state(record: Mapping[str, Any]) -> tuple[str, str]:
     return "succeeded", "steps: " + ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
-def _optional_state(record: Mapping[str, Any], step: str, flag: str, what: str) -> str:
+def _optional_state(record: Mapping[str, Any], step: str, flag: str, what: str
+                    ) -> tuple[str, str]:
+    """(short state, sentence) of a step that may not have run: skipped, not available,
+    failed."""
     status = step_status(record, step)
     if status == "skipped":
-        return f"{what} skipped ({flag})"
+        return "skipped", f"{what} skipped ({flag})"
     if status in (None, NOT_AVAILABLE):
-        return f"{what} not available ({step} is not available yet)"
+        return "not available", f"{what} not available ({step} is not available yet)"
     if status == "failed":
         err = ((record.get("steps") or {}).get(step) or {}).get("error") or ""
-        return f"{what} failed: {err}"
-    return f"{what} not available (step {step} is {status})"
+        return "failed", f"{what} failed: {err}"
+    return "not available", f"{what} not available (step {step} is {status})"
 
 
 def headline(inputs: ReportInputs, heads: Sequence[MethodHead]) -> list[Fact]:
@@ -343,12 +346,14 @@ def headline(inputs: ReportInputs, heads: Sequence[MethodHead]) -> list[Fact]:
              ", ".join(f"{h.name} → {h.link}" for h in fallbacks),
              "every method's first link held" if not fallbacks else
              "; ".join(h.why for h in fallbacks if h.why), "warn" if fallbacks else "good"),
-        Fact("Validation", "validated" if inputs.validation is not None else
-             _optional_state(rec, "port-test", "--skip-validation", "validation"),
-             _oos_note(inputs.validation, primary.name),
+        Fact("Validation", *(("validated", _oos_note(inputs.validation, primary.name))
+                             if inputs.validation is not None else
+                             _optional_state(rec, "port-test", "--skip-validation",
+                                             "validation")),
              "good" if inputs.validation is not None else "warn"),
-        Fact("Post-analysis", "done" if inputs.plots else
-             _optional_state(rec, "port-post-analysis", "--skip-analysis", "analysis"), "",
+        Fact("Post-analysis", *(("done", "plots below") if inputs.plots else
+                                _optional_state(rec, "port-post-analysis", "--skip-analysis",
+                                                "analysis")),
              "good" if inputs.plots else "warn"),
     ]
 
@@ -391,7 +396,7 @@ def weights_table(inputs: ReportInputs, methods: Sequence[str]) -> Table:
         rows.append(Row(cells))
     for label, fn in (("gross Σ|w|", lambda s: s.abs().sum()),
                       ("net Σw", lambda s: s.sum()),
-                      ("holdings", lambda s: float((s.abs() > 0).sum())),
+                      ("holdings", lambda s: float((s.abs() >= ZERO_WEIGHT).sum())),
                       ("effective N 1/Σw²", lambda s: 1.0 / float((s**2).sum()))):
         cells = [label, "", ""]
         for m in methods:
@@ -417,8 +422,6 @@ def weights_chart(inputs: ReportInputs, methods: Sequence[str]) -> bytes:
             s = w[w["method"] == m].set_index("atom")["weight"].reindex(atoms).fillna(0.0)
             y = np.arange(n)
             ax.barh(y, s.to_numpy(), color=[figures.SHORT if v < 0 else figures.LONG for v in s])
-            ax.set_yticks(y, [names[a] for a in atoms], fontsize=7)
-            ax.invert_yaxis()
             ax.axvline(0, color=figures.INK, linewidth=0.6)
             lo = -top * 1.05 if (w["weight"] < 0).any() else 0.0
             hi = top * 1.05 if (w["weight"] > 0).any() else 0.0
@@ -426,6 +429,8 @@ def weights_chart(inputs: ReportInputs, methods: Sequence[str]) -> bytes:
             ax.xaxis.set_major_formatter(lambda v, _: f"{v * 100:.0f}%")
             ax.xaxis.grid(True)
             ax.set_title(m + (" (primary)" if m == methods[0] else ""), fontsize=9)
+        axes[0].set_yticks(np.arange(n), [names[a] for a in atoms], fontsize=7)
+        axes[0].invert_yaxis()  # shared: every panel lists the atoms top-down alike
         return figures.png(fig)
 
 
@@ -712,7 +717,7 @@ def render(inputs: ReportInputs) -> str:
     oos: dict[str, Any] = {"section": Section(val is not None, "" if val is not None else
                                               _optional_state(rec, "port-test",
                                                               "--skip-validation",
-                                                              "validation"))}
+                                                              "validation")[1])}
     if val is not None:
         per, wtable = window_costs(val, methods)
         oos.update(chart=Chart("Out-of-sample", _uri(oos_chart(val, methods))),
@@ -723,7 +728,7 @@ def render(inputs: ReportInputs) -> str:
     post = [Chart(n, _uri(inputs.plots[n]), PLOT_CAPTIONS.get(n, ""), n)
             for n in plot_names() if n in inputs.plots]
     analysis = Section(bool(post), "" if post else _optional_state(
-        rec, "port-post-analysis", "--skip-analysis", "analysis"))
+        rec, "port-post-analysis", "--skip-analysis", "analysis")[1])
     steps, config, input_table = appendix(rec)
     return _environment().get_template("report.html.j2").render(
         run_id=str(rec.get("run_id")), profile=str(rec.get("profile")),
