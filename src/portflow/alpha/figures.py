@@ -1,4 +1,5 @@
-"""Matplotlib figures as deterministic PNG bytes, shared by post-analysis and the report.
+"""Matplotlib figures as deterministic PNG bytes, and the names users read, shared by
+post-analysis and the report.
 
 1. Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas attached
    explicitly, never through pyplot's global state or the configured backend, so nothing leaks
@@ -20,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import matplotlib
+import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -125,6 +127,15 @@ METHOD_LABELS = {
     "equal_weight": "equal weight (capped)",
     "risk_parity": "equal risk contribution",
 }
+
+
+def atom_names(weights: pd.DataFrame) -> dict[str, str]:
+    """atom → what a user reads (weights.csv rows): its symbol, plus the direction when the
+    symbol is held both ways."""
+    rows = weights.drop_duplicates("atom")
+    counts = rows["symbol"].value_counts()
+    return {str(r.atom): f"{r.symbol} {r.direction}" if counts[r.symbol] > 1 else str(r.symbol)
+            for r in rows.itertuples(index=False)}
 
 
 def method_label(method: str) -> str:

@@ -31,7 +31,7 @@ table when validation ran); :func:`analyze` returns the figures and a summary th
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,18 +96,6 @@ class PostAnalysis:
 
 
 # -- the numbers ------------------------------------------------------------------------------
-
-
-def atom_labels(weights: pd.DataFrame, atoms: Sequence[str]) -> dict[str, str]:
-    """atom → what a user reads: its symbol, plus the direction when a symbol is held both
-    ways."""
-    rows = weights.drop_duplicates("atom").set_index("atom")
-    counts = rows["symbol"].value_counts()
-    out = {}
-    for a in atoms:
-        sym, direction = str(rows.at[a, "symbol"]), str(rows.at[a, "direction"])
-        out[a] = f"{sym} {direction}" if counts[sym] > 1 else sym
-    return out
 
 
 def leaf_order(synthetic: pd.DataFrame) -> tuple[list[str], np.ndarray]:
@@ -349,7 +337,7 @@ def _mean_offdiag(corr: np.ndarray) -> float:
 def analyze(inputs: PostInputs) -> PostAnalysis:
     """Steps 1-5: the four figures and their summary."""
     syn, w = inputs.synthetic, inputs.weights
-    names = atom_labels(w, list(syn.columns))
+    names = figures.atom_names(w)
     primary = w[w["method"] == inputs.primary_method].set_index("atom")["weight"]
     if inputs.drift is not None:
         drift, source = inputs.drift, "out-of-sample: validation's holdings since its last rebalance"

@@ -288,13 +288,6 @@ def _heads(inputs: ReportInputs, methods: Sequence[str]) -> list[MethodHead]:
     return out
 
 
-def _names(weights: pd.DataFrame) -> dict[str, str]:
-    rows = weights.drop_duplicates("atom")
-    counts = rows["symbol"].value_counts()
-    return {str(r.atom): f"{r.symbol} {r.direction}" if counts[r.symbol] > 1 else str(r.symbol)
-            for r in rows.itertuples(index=False)}
-
-
 # -- the sections ------------------------------------------------------------------------------
 
 
@@ -380,7 +373,7 @@ def weights_table(inputs: ReportInputs, methods: Sequence[str]) -> Table:
     pivot = pivot.reindex(pivot[primary].abs().sort_values(ascending=False, kind="mergesort")
                           .index)
     info = w.drop_duplicates("atom").set_index("atom")
-    names = _names(w)
+    names = figures.atom_names(w)
     biggest = {m: float(pivot[m].abs().max()) or 1.0 for m in methods}
     rows = []
     for atom, vals in pivot.iterrows():
@@ -412,7 +405,7 @@ def weights_chart(inputs: ReportInputs, methods: Sequence[str]) -> bytes:
     w = inputs.weights
     prim = w[w["method"] == methods[0]].set_index("atom")["weight"]
     atoms = list(prim.abs().sort_values(ascending=False, kind="mergesort").index)
-    names = _names(w)
+    names = figures.atom_names(w)
     n = len(atoms)
     with figures.style():
         fig = figures.figure(min(14.0, 2.4 * len(methods) + 2.0), max(3.5, 0.2 * n + 1.3))
@@ -442,7 +435,7 @@ def risk_tables(inputs: ReportInputs, methods: Sequence[str]) -> tuple[Table, Ta
     ws = {m: w[w["method"] == m].set_index("atom")["weight"].reindex(syn.columns).fillna(0.0)
           for m in methods}
     labels = pd.Series({a: int(inputs.clusters[a]) for a in syn.columns})
-    names = _names(w)
+    names = figures.atom_names(w)
     head = [f"{m} weight · risk" for m in methods]
     crows = []
     for c in sorted(set(labels)):
@@ -470,7 +463,7 @@ def risk_chart(inputs: ReportInputs, method: str) -> bytes:
     wm = w[w["method"] == method].set_index("atom")["weight"].reindex(syn.columns).fillna(0.0)
     rc = risk_contributions(syn, wm)
     order = list(wm.abs().sort_values(ascending=False, kind="mergesort").index)
-    names = _names(w)
+    names = figures.atom_names(w)
     y = np.arange(len(order))
     with figures.style():
         fig = figures.figure(8.5, max(3.5, 0.24 * len(order) + 1.3))
@@ -535,7 +528,7 @@ def correlation_chart(inputs: ReportInputs) -> bytes:
     """Step 5: the correlation heatmap, atoms grouped by cluster (then by key)."""
     syn = inputs.synthetic
     order = sorted(syn.columns, key=lambda a: (int(inputs.clusters[a]), str(a)))
-    names = _names(inputs.weights)
+    names = figures.atom_names(inputs.weights)
     n = len(order)
     side = min(10.0, max(5.5, 0.26 * n + 2.2))
     with figures.style():
