@@ -675,7 +675,8 @@ def in_sample_table(curves: pd.DataFrame, methods: Sequence[str], periods: int) 
 
 def appendix(record: Mapping[str, Any]) -> tuple[Table, str, Table]:
     steps = Table(["step", "status", "seconds", "counts"], [
-        Row([name, str(s.get("status")), _num(float(s.get("seconds") or 0.0), 1),
+        Row([name, "this page" if name == "port-report" and s.get("status") == "running"
+             else str(s.get("status")), _num(float(s.get("seconds") or 0.0), 1),
              ", ".join(f"{k} {v}" for k, v in (s.get("counts") or {}).items()
                        if not isinstance(v, dict | list))])
         for name, s in (record.get("steps") or {}).items()
