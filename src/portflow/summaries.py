@@ -88,7 +88,7 @@ def print_weights_summary(run: Run, top: int = 10) -> None:
     if skipped:
         out.print("not run: " + ", ".join(skipped))
     if run.has("report"):
-        out.print(f"report: {run.file('report')}")
+        out.print(f"report: {run.file('report')}", markup=False, soft_wrap=True)
 
 
 def _print_links(out: Console, rec: dict[str, Any]) -> None:
@@ -132,7 +132,7 @@ def show_run(run: Run) -> None:
     if present:
         out.print("outputs: " + ", ".join(present), markup=False)
     if run.has("report"):
-        out.print(f"report: {run.file('report')}", markup=False)
+        out.print(f"report: {run.file('report')}", markup=False, soft_wrap=True)
 
 
 _STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "skipped": "yellow",
