@@ -47,10 +47,13 @@ dev: $(VENV)/.dev-installed
 demo: install
 	DATA_DIR=$(DATA_DIR) PORTFLOW=$(PORTFLOW) AS_OF=$(AS_OF) bash scripts/demo.sh
 
+# the report's browser test needs Debian's chromium: installed here when missing (as root)
 test: dev
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-all: dev
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
 lint: dev

@@ -33,7 +33,7 @@ app = typer.Typer(
     help="Market data to portfolio weights, every day, reproducibly.\n\n"
     "Phase 1 (data): flow-data = scan-run, data-ingest, meta-ingest, feature-ingest,"
     " feature-backfill. Phase 2 (one sleeve): flow-production = port-select, port-pre-opt,"
-    " port-optimize, port-report, port-test, port-post-analysis. Phase 3: flow-meta-production.",
+    " port-optimize, port-test, port-post-analysis, port-report. Phase 3: flow-meta-production.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -181,7 +181,7 @@ def flow_production(
     skip_analysis: Annotated[bool, typer.Option("--skip-analysis", help="Skip post-analysis plots.")] = False,
     skip_validation: Annotated[bool, typer.Option("--skip-validation", help="Skip the walk-forward backtest.")] = False,
 ) -> None:
-    """Phase 2 for one sleeve: select, pre-opt, optimize, report, validate, post-analysis."""
+    """Phase 2 for one sleeve: select, pre-opt, optimize, validate, post-analysis, report."""
     _phase2("flow-production", profile=profile, run_id=_run_id(run_id), data_run=data_run,
             skip_analysis=skip_analysis, skip_validation=skip_validation)
 
@@ -221,7 +221,7 @@ def port_test(
 
 @app.command("port-post-analysis")
 def port_post_analysis(run_id: Annotated[str, typer.Option("--run-id", help="Existing production run.")]) -> None:
-    """Cluster map, factor map and drift monitor plots."""
+    """Cluster map, factor map, drift monitor and cluster stability plots (plots/*.png)."""
     _phase2("port-post-analysis", run_id=validate_run_id(run_id))
 
 

@@ -66,6 +66,12 @@ ARTIFACTS: dict[str, Artifact] = {
     "validation_drift": Artifact("validation/drift.parquet", "table", "port-test"),
     "validation_vectorbt": Artifact("validation/returns_vectorbt.parquet", "frame",
                                     "port-test --engine vectorbt"),
+    "post_analysis": Artifact("post_analysis.json", "json", "port-post-analysis"),
+    "plot_cluster_map": Artifact("plots/cluster_map.png", "png", "port-post-analysis"),
+    "plot_factor_map": Artifact("plots/factor_map.png", "png", "port-post-analysis"),
+    "plot_drift_monitor": Artifact("plots/drift_monitor.png", "png", "port-post-analysis"),
+    "plot_cluster_stability": Artifact("plots/cluster_stability.png", "png",
+                                       "port-post-analysis"),
     "report": Artifact("report.html", "text", "port-report"),
     # meta (SPEC §4, §7)
     "sleeve_weights": Artifact("sleeve_weights.csv", "csv", "flow-meta-production"),

@@ -13,6 +13,10 @@ re-runs alone with `--run-id` and computes exactly what ``produce`` computes:
                    clusters, regime, atoms                            fallback record, run.json)
     port-test      the pinned view          → validate.walk_forward → validation/ returns,
                                                                       metrics, windows, drift
+    port-post-     synthetic_returns,       → post_analysis.analyze → plots/*.png,
+      analysis     clusters, weights,                                 post_analysis
+                   validation_drift (if any)
+    port-report    every artifact above     → report.render        → report
 
 Rules:
 1. A production run is pinned to one data run D (`--data-run`, default: among the succeeded
@@ -35,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from portflow import summaries
-from portflow.alpha import sleeve, validate
+from portflow.alpha import post_analysis, report, sleeve, validate
 from portflow.alpha.settings import SleeveSettings
 from portflow.alpha.synthesize import Atom
 from portflow.alpha.view import SleeveView, read_view
@@ -307,11 +311,43 @@ def step_test(ctx: Context, run: Run, engine: str = "native") -> dict[str, Any]:
             "engine": engine, "jobs": jobs, **counts}
 
 
+def step_post_analysis(ctx: Context, run: Run) -> dict[str, Any]:
+    settings = settings_of(run)
+    validated = report.step_status(run.record, "port-test") == "succeeded"
+    post = post_analysis.analyze(post_analysis.PostInputs(
+        synthetic=run.load("synthetic_returns"), labels=run.load("clusters"),
+        weights=run.load("weights"), primary_method=settings.optimization.primary_method,
+        cluster_threshold=settings.selection.cluster_threshold,
+        max_clusters=settings.selection.max_clusters, test_bars=settings.backtest.test_bars,
+        drift=run.load("validation_drift") if validated else None,
+    ))
+    for name, png in post.figures.items():
+        run.save(name, png)
+    run.save("post_analysis", post.summary)
+    stab, drift = post.summary["stability"], post.summary["drift"]
+    log(f"port-post-analysis: {len(post.figures)} plots in"
+        f" {run.relative(run.file('plot_cluster_map').parent)}; drift {drift['source']},"
+        f" cluster stability ARI {stab['ari_halves']:.2f} between the window's halves")
+    return {"plots": len(post.figures), "drift": drift["source"],
+            "ari_halves": round(float(stab["ari_halves"]), 4)}
+
+
+def step_report(ctx: Context, run: Run) -> dict[str, Any]:
+    inputs = report.inputs_from_run(run)
+    path = run.save("report", report.render(inputs))
+    size = path.stat().st_size
+    log(f"port-report: {run.relative(path)} ({size / 1024:.0f} KiB)")
+    return {"kib": round(size / 1024), "validation": inputs.validation is not None,
+            "plots": len(inputs.plots)}
+
+
 STEP_FUNCS: dict[str, Callable[[Context, Run], dict[str, Any]]] = {
     "port-select": step_select,
     "port-pre-opt": step_pre_opt,
     "port-optimize": step_optimize,
     "port-test": step_test,
+    "port-post-analysis": step_post_analysis,
+    "port-report": step_report,
 }
 
 
@@ -331,13 +367,13 @@ def flow_production(ctx: Context, profile: str, run_id: str | None, data_run: st
         f" (as of {run.record['as_of']})")
     with run.lifecycle():
         for name in PHASE2:
-            if name in STEP_FUNCS:
-                run_step(ctx, run, name)
-            elif (name == "port-test" and skip_validation) or (
+            if (name == "port-test" and skip_validation) or (
                 name == "port-post-analysis" and skip_analysis
             ):
                 run.record["steps"][name] = {"status": "skipped", "seconds": 0.0, "counts": {}}
                 run.save()
+            elif name in STEP_FUNCS:
+                run_step(ctx, run, name)
             else:
                 run.not_available(name)
                 log(f"{name}: {NOT_AVAILABLE} (recorded in run.json)")
@@ -378,4 +414,6 @@ COMMANDS: dict[str, Callable[..., Run]] = {
     "port-pre-opt": _single("port-pre-opt"),
     "port-optimize": _single("port-optimize"),
     "port-test": _single("port-test"),
+    "port-post-analysis": _single("port-post-analysis"),
+    "port-report": _single("port-report"),
 }
