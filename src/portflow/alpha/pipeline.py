@@ -108,7 +108,7 @@ def _load_bars(ctx: Context, sleeve: SleeveProfile, cands: list[Candidate],
                as_of: pd.Timestamp) -> list[aggregate.CandidateBars]:
     provider = ctx.provider(sleeve)
     health = ctx.lake.health_of(provider.name)
-    universes = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
+    universes = ctx.universe_of(sleeve)
     out = []
     for c in cands:
         universe = universes[c.scanner_in(universes)]

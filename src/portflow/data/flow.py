@@ -59,14 +59,24 @@ def step_scan(ctx: Context, run: Run, sleeves: list[SleeveProfile]) -> None:
     with run.step("scan-run") as counts:
         per: dict[str, list[dict[str, Any]]] = {}
         failed: dict[str, str] = {}
+        unmapped = 0
         for sleeve in sleeves:
             scanners = [ctx.config.scanners[s] for s in sleeve.scanners if s not in per]
             if not scanners:
                 continue
-            res = scan.scan_all(scanners, ctx.provider(sleeve), ctx.as_of,
-                                sleeve.scan.allow_partial)
+            sp = sleeve.scan_provider
+            mapping = None if sp is None or sp.bars_universe is None else scan.SymbolMap(
+                ctx.provider(sleeve), sp.bars_universe, sp.symbol_map)
+            res = scan.scan_all(scanners, ctx.scan_provider(sleeve), ctx.as_of,
+                                sleeve.scan.allow_partial, mapping)
             per.update(res.per_scanner)
             failed.update(res.failed)
+            if mapping is not None and mapping.unmapped:
+                unmapped += len(mapping.unmapped)
+                log(f"scan-run: {len(mapping.unmapped)} scanned symbol(s) have no"
+                    f" {mapping.bars.name} symbol in {mapping.universe} and were dropped"
+                    f" (e.g. {', '.join(mapping.unmapped[:3])}); map them with"
+                    " scan_provider.symbol_map")
         export = ctx.data_dir / "export" / run.run_id
         for name, recs in per.items():
             atomic.write_json(recs, export / f"{name}.json")
@@ -76,6 +86,7 @@ def step_scan(ctx: Context, run: Run, sleeves: list[SleeveProfile]) -> None:
         counts.update(
             scanners=len(per), scanners_failed=len(failed), candidates=len(candidates),
             **({"failed": failed} if failed else {}),
+            **({"unmapped": unmapped} if unmapped else {}),
         )
         run.record["candidates_run"] = run.run_id
         run.record["candidates"] = run.relative(export / "candidates.json")
@@ -89,7 +100,7 @@ def _targets(
     groups: dict[str, tuple[SleeveProfile, dict[str, Target]]] = {}
     for sleeve in sleeves:
         provider = ctx.provider(sleeve)
-        universe_of = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
+        universe_of = ctx.universe_of(sleeve)
         _, targets = groups.setdefault(provider.name, (sleeve, {}))
         for c in sleeve_candidates(candidates, sleeve.scanners):
             universe = universe_of[c.scanner_in(universe_of)]
@@ -175,7 +186,7 @@ def _by_provider(
     out: dict[str, tuple[Any, str, dict[str, set[str]]]] = {}
     for sleeve in sleeves:
         provider = ctx.provider(sleeve)
-        universes = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
+        universes = ctx.universe_of(sleeve)
         _, _, by_uni = out.setdefault(provider.name, (provider, sleeve.timeframe, {}))
         for c in sleeve_candidates(candidates, sleeve.scanners):
             by_uni.setdefault(universes[c.scanner_in(universes)], set()).add(c.symbol)
