@@ -151,15 +151,19 @@ def symbols_as_of(ctx: Context, provider: str, as_of: pd.Timestamp) -> pd.DataFr
     return table[pick].drop_duplicates("symbol", keep="last").set_index("symbol")
 
 
-def _features_as_of(ctx: Context, symbols: list[str], as_of: pd.Timestamp) -> pd.Series:
-    """recommend_all of each symbol at its last matrix row on or before the window end."""
+def _features_as_of(ctx: Context, provider: str, symbols: list[str],
+                    as_of: pd.Timestamp) -> pd.Series:
+    """recommend_all of each (provider, symbol) at its last matrix row on or before the
+    window end."""
     path = ctx.lake.features_matrix_path
     if not path.exists() or not symbols:
         return pd.Series(np.nan, index=symbols, dtype=float)
-    table = ds.dataset(path).to_table(
-        columns=["timestamp", "symbol", "recommend_all"],
-        filter=(ds.field("symbol").isin(symbols)) & (ds.field("timestamp") < as_of),
-    ).to_pandas()
+    matrix = ds.dataset(path)
+    where = (ds.field("symbol").isin(symbols)) & (ds.field("timestamp") < as_of)
+    if "provider" in matrix.schema.names:  # a matrix from before rows carried their provider
+        where &= ds.field("provider") == provider
+    table = matrix.to_table(columns=["timestamp", "symbol", "recommend_all"],
+                            filter=where).to_pandas()
     last = table.sort_values("timestamp").groupby("symbol")["recommend_all"].last()
     return last.reindex(symbols).astype(float)
 
@@ -230,7 +234,8 @@ def step_select(ctx: Context, run: Run) -> dict[str, Any]:
     healthy = window.healthy
     by_key = {c.key: c for c in cands}
     meta = symbols_as_of(ctx, ctx.provider(sleeve).name, as_of)
-    rec_all = _features_as_of(ctx, sorted({by_key[k].symbol for k in healthy}),
+    rec_all = _features_as_of(ctx, ctx.provider(sleeve).name,
+                              sorted({by_key[k].symbol for k in healthy}),
                               window.window_end + pd.Timedelta(days=1))
     adx = _adx_as_of([b for b in bars if b.key in set(healthy)])
     info = pd.DataFrame(
