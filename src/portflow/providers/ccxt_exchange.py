@@ -293,7 +293,7 @@ class CcxtProvider:
     def metadata(self, universe: str, symbols: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
         """METADATA_COLUMNS from the markets; unknown values null."""
         markets = self._universe_markets(universe)
-        ticks = self._ccxt.TICK_SIZE == self._exchange().precisionMode
+        ticks = self._exchange().precisionMode == self._ccxt.TICK_SIZE
         out = []
         for s in symbols:
             m = markets.get(s)
