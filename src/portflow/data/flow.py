@@ -16,6 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from portflow.config import config_hash
 from portflow.config.models import SleeveProfile
 from portflow.context import Context
@@ -26,6 +28,7 @@ from portflow.data.metadata import ingest_metadata
 from portflow.errors import DataError, RunError
 from portflow.executors import default_jobs
 from portflow.lakehouse import atomic
+from portflow.providers.base import Provider
 from portflow.runs import Run, newest_data_run
 from portflow.ui import Tracker, console, log
 
@@ -179,17 +182,57 @@ def step_meta(
             f" {counts.get('changed', 0)} changed; missing lot size: {counts.get('missing_lot_size', 0)}")
 
 
+@dataclass
+class _ScanRatings:
+    """The bar provider as feature-ingest sees it, with today's ratings asked of the profile's
+    scan provider (TradingView has them) under the scanned symbols and mapped back."""
+
+    bars: Provider
+    scan: Provider
+    scanned: dict[str, tuple[str, str]]  # bar symbol -> (scan universe, scanned symbol)
+
+    @property
+    def name(self) -> str:
+        return self.bars.name
+
+    def technicals(self, universe: str, symbols: list[str], as_of: Any) -> Any:
+        asks: dict[str, dict[str, str]] = defaultdict(dict)
+        for s in symbols:
+            if s in self.scanned:
+                scan_universe, scanned = self.scanned[s]
+                asks[scan_universe][scanned] = s
+        frames = []
+        for scan_universe, back in sorted(asks.items()):
+            got = self.scan.technicals(scan_universe, sorted(back), as_of)
+            if got is not None and len(got):
+                frames.append(got.assign(symbol=got["symbol"].map(back)).dropna(subset=["symbol"]))
+        return pd.concat(frames, ignore_index=True) if frames else None
+
+
 def _by_provider(
     ctx: Context, sleeves: list[SleeveProfile], candidates: list[Candidate]
 ) -> dict[str, tuple[Any, str, dict[str, set[str]]]]:
-    """provider name -> (provider, timeframe, universe -> symbols) of the sleeves' candidates."""
+    """provider name -> (provider, timeframe, universe -> symbols) of the sleeves' candidates;
+    a sleeve with a scan_provider gets its ratings through `_ScanRatings`."""
     out: dict[str, tuple[Any, str, dict[str, set[str]]]] = {}
     for sleeve in sleeves:
-        provider = ctx.provider(sleeve)
+        provider: Any = ctx.provider(sleeve)
         universes = ctx.universe_of(sleeve)
-        _, _, by_uni = out.setdefault(provider.name, (provider, sleeve.timeframe, {}))
-        for c in sleeve_candidates(candidates, sleeve.scanners):
-            by_uni.setdefault(universes[c.scanner_in(universes)], set()).add(c.symbol)
+        mine = sleeve_candidates(candidates, sleeve.scanners)
+        if sleeve.scan_provider is not None:
+            scanned = {c.symbol: (ctx.config.scanners[c.scanner_in(universes)].universe,
+                                  str(c.fields.get("scan_symbol", c.symbol))) for c in mine}
+            known = out.get(provider.name, (None,))[0]
+            if isinstance(known, _ScanRatings):
+                known.scanned.update(scanned)
+                provider = known
+            else:
+                provider = _ScanRatings(provider, ctx.scan_provider(sleeve), scanned)
+        entry = out.setdefault(provider.name, (provider, sleeve.timeframe, {}))
+        if entry[0] is not provider and isinstance(provider, _ScanRatings):
+            entry = out[provider.name] = (provider, entry[1], entry[2])
+        for c in mine:
+            entry[2].setdefault(universes[c.scanner_in(universes)], set()).add(c.symbol)
     return out
 
 
