@@ -321,15 +321,19 @@ class CcxtProvider:
         return None
 
     def resolve(self, universe: str, tickers: list[str]) -> dict[str, str]:
-        """A ticker names a market by its exchange id (BTCUSDT) or base+quote; a `.P` suffix
-        (TradingView's perpetuals) names the swap market, which only a swap universe has."""
+        """A ticker names a market by its unified symbol, its exchange id (BTCUSDT) or
+        base+quote; a `.P` suffix (TradingView's perpetuals) names the swap market, which only
+        a swap universe has."""
         kind, _ = self._parse(universe)
+        markets = self._universe_markets(universe)
         index: dict[str, str] = {}
-        for sym, m in self._universe_markets(universe).items():
+        for sym, m in markets.items():
             for key in (str(m.get("id", "")), f"{m.get('base', '')}{m.get('quote', '')}"):
                 index.setdefault(key.upper(), sym)
-        out = {}
+        out = {t: t for t in tickers if t in markets}
         for t in tickers:
+            if t in out:
+                continue
             perp = t.upper().endswith(".P")
             if perp != (kind == "swap"):
                 continue

@@ -287,10 +287,19 @@ def _day(as_of: pd.Timestamp) -> pd.Timestamp:
 
 
 def _dates(values: pd.Series, path: Path) -> pd.DatetimeIndex:
-    """Step 2: 00:00 UTC of each row's own date."""
+    """Step 2: 00:00 UTC of each row's own date. Whole numbers are YYYYMMDD dates when they
+    look like one, else epoch seconds (or milliseconds when that large)."""
     try:
-        parsed = pd.to_datetime(values, format="mixed") if values.dtype == object \
-            else pd.to_datetime(values)
+        if pd.api.types.is_integer_dtype(values) and len(values):
+            v = values.astype("int64")
+            if v.between(19_000_101, 21_001_231).all():
+                parsed = pd.to_datetime(v.astype(str), format="%Y%m%d")
+            else:
+                parsed = pd.to_datetime(v, unit="ms" if v.abs().max() > 10**11 else "s")
+        elif values.dtype == object:
+            parsed = pd.to_datetime(values, format="mixed")
+        else:
+            parsed = pd.to_datetime(values)
     except (ValueError, TypeError) as exc:
         raise ProviderResponseError(f"{path.name}: timestamps do not parse ({exc})") from None
     if parsed.isna().any():

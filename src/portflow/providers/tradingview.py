@@ -108,7 +108,7 @@ class TradingViewProvider:
         """Rows of the screener for ``query`` (steps 1-4), canonical columns."""
         self._live(as_of, "scan")
         cols = columns_for(universe)
-        q = Query().set_markets(universe).select(*cols.values())
+        q = _query(universe).select(*cols.values())
         exact = True
         if query is not None:
             pushed = [expr for expr in (_translate(f, cols) for f in query.filters)
@@ -137,7 +137,7 @@ class TradingViewProvider:
         if not symbols or _day(as_of) != self.today():
             return None
         cols = {r: FIELDS[r] for r in RATINGS}
-        q = Query().set_markets(universe).select(*cols.values()).set_tickers(*symbols)
+        q = _query(universe).select(*cols.values()).set_tickers(*symbols)
         rows = self._pages(q, universe, len(symbols))
         frame = pd.DataFrame(rows, columns=["symbol", *RATINGS])
         for c in RATINGS:
@@ -219,6 +219,15 @@ class TradingViewProvider:
         if r.status_code != 200 or body.get("error"):
             raise ProviderResponseError(_explain(str(body.get("error") or r.status_code)))
         return body
+
+
+def _query(market: str) -> Query:
+    """An empty screener query on ``market`` (the package's default one screens US stocks:
+    primary listings, common shares, sorted by market cap — none of it is wanted here)."""
+    q = Query()
+    q.query = {"markets": [market], "symbols": {}, "options": {"lang": "en"}, "columns": [],
+               "range": [0, 50], "ignore_unknown_fields": False}
+    return q
 
 
 def _translate(node: dict[str, Any], cols: dict[str, str]) -> Any:
