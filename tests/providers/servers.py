@@ -153,7 +153,7 @@ class FakeBinance(_Server):
             lo, hi = int(q.get("startTime", 0)), int(q.get("endTime", 2**62))
             rows = [r for r in self.bars[q["symbol"]] if lo <= int(r[0]) <= hi]
             rows = rows[: min(int(q.get("limit", 500)), 1000)]
-            return 200, [r[:7] + ["0", 100, "0", "0", "0"] for r in rows], []
+            return 200, [[*r[:7], "0", 100, "0", "0", "0"] for r in rows], []
         return 404, {"code": -1100, "msg": f"no route {path}"}, []
 
     def _ticker(self, s: str) -> dict[str, Any]:

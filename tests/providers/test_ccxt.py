@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.providers.servers import FakeBinance
+from tests.providers.test_contract import _ccxt_urls
 
 from portflow.data.ingest import Ingestor, Target
 from portflow.errors import ConfigError, PartialFetchError, RetriesExhaustedError
 from portflow.lakehouse.store import Lakehouse
 from portflow.providers import get_provider
-from tests.providers.servers import FakeBinance
-from tests.providers.test_contract import _ccxt_urls
 
 pytest.importorskip("ccxt")
 CLOCK = pd.Timestamp("2026-06-30", tz="UTC")

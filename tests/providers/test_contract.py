@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.providers.fixtures import write_folder
+from tests.providers.servers import FakeBinance, FakeScreener
 
 from portflow.lakehouse.store import symbol_key
 from portflow.providers import get_provider
 from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, Provider, ScanQuery
 from portflow.providers.fields import BAR_SCAN_FIELDS
-from tests.providers.servers import FakeBinance, FakeScreener
-from tests.providers.fixtures import write_folder
 
 CLOCK = pd.Timestamp("2026-06-30", tz="UTC")
 

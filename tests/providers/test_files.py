@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.providers.fixtures import write_folder
 
 from portflow.errors import ConfigError, ProviderResponseError
 from portflow.providers import get_provider
-from tests.providers.fixtures import write_folder
 
 CLOCK = pd.Timestamp("2026-06-30", tz="UTC")
 
@@ -79,7 +79,7 @@ def test_bad_folder_or_metadata_is_a_config_error(folder: Path, tmp_path: Path) 
         get_provider("files", {"path": str(tmp_path / "nope")})
     meta = tmp_path / "m.csv"
     pd.DataFrame({"symbol": ["A"], "tick": [0.01]}).to_csv(meta, index=False)
-    with pytest.raises(ConfigError, match="unknown column 'tick'.*did you mean 'tick_size'"):
+    with pytest.raises(ConfigError, match=r"unknown column 'tick'.*did you mean 'tick_size'"):
         get_provider("files", {"path": str(folder), "metadata": str(meta)})
 
 
