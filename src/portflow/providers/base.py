@@ -65,6 +65,12 @@ SCAN_FIELDS = [
 ]
 
 
+def utc_day(as_of: pd.Timestamp) -> pd.Timestamp:
+    """The clock as 00:00 UTC of its day (a naive timestamp is taken as UTC)."""
+    t = pd.Timestamp(as_of)
+    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).normalize()
+
+
 @dataclass(frozen=True)
 class ScanQuery:
     """A scanner as plain data (SPEC §3), for providers that screen server-side.

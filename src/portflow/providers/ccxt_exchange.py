@@ -57,7 +57,7 @@ from portflow.errors import (
     TransientProviderError,
     suggest,
 )
-from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, ScanQuery
+from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, ScanQuery, utc_day
 from portflow.providers.fields import canonical_fields, panel_from_frames
 from portflow.providers.registry import CCXT_UNIVERSE, CcxtOptions
 from portflow.providers.retry import RateLimiter, RetryPolicy
@@ -230,7 +230,7 @@ class CcxtProvider:
         self, universe: str, as_of: pd.Timestamp, query: ScanQuery | None = None
     ) -> pd.DataFrame:
         """The universe's markets with the canonical fields from their bars before the clock."""
-        day = _day(as_of)
+        day = utc_day(as_of)
         markets = sorted(self._universe_markets(universe))
         markets = self._trading(markets)
         last_closed = clock.last_closed_bar(clock.ALWAYS_OPEN, day)
@@ -265,7 +265,7 @@ class CcxtProvider:
     ) -> pd.DataFrame:
         """Daily bars from ``start`` up to the clock's day (its forming bar included)."""
         self._market(universe, symbol)
-        day = _day(as_of)
+        day = utc_day(as_of)
         end_ms = int(day.value // 1_000_000)
         since = int(pd.Timestamp(start).value // 1_000_000) if start is not None \
             else end_ms - 5000 * DAY_MS
@@ -341,11 +341,6 @@ class CcxtProvider:
             if hit is not None:
                 out[t] = hit
         return out
-
-
-def _day(as_of: pd.Timestamp) -> pd.Timestamp:
-    t = pd.Timestamp(as_of)
-    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).normalize()
 
 
 def _frame(symbol: str, rows: list[list[Any]], end_ms: int) -> pd.DataFrame:

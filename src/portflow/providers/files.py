@@ -39,7 +39,7 @@ import pandas as pd
 
 from portflow import clock
 from portflow.errors import ConfigError, ProviderResponseError, suggest
-from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, ScanQuery
+from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, ScanQuery, utc_day
 from portflow.providers.fields import canonical_fields, panel_from_frames
 from portflow.providers.registry import FilesOptions
 
@@ -83,7 +83,7 @@ class FilesProvider:
     ) -> pd.DataFrame:
         """Canonical fields of every file's symbol from its bars before the clock's day."""
         self._check(universe)
-        day = _day(as_of)
+        day = utc_day(as_of)
         cal = self.options.calendar
         frames = {s: self._bars(s, day) for s in sorted(self._files())}
         frames = {s: f for s, f in frames.items() if len(f)}
@@ -105,7 +105,7 @@ class FilesProvider:
     ) -> pd.DataFrame:
         """The file's bars with timestamp >= start and before the clock's day."""
         self._check(universe)
-        bars = self._bars(symbol, _day(as_of))
+        bars = self._bars(symbol, utc_day(as_of))
         if start is not None:
             bars = bars[bars["timestamp"] >= pd.Timestamp(start)]
         return bars.reset_index(drop=True)
@@ -279,11 +279,6 @@ class FilesProvider:
             if c in meta:
                 meta[c] = pd.to_numeric(meta[c], errors="coerce")
         return meta.set_index("symbol")
-
-
-def _day(as_of: pd.Timestamp) -> pd.Timestamp:
-    t = pd.Timestamp(as_of)
-    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).normalize()
 
 
 def _dates(values: pd.Series, path: Path) -> pd.DatetimeIndex:

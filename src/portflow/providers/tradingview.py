@@ -48,7 +48,7 @@ from portflow.errors import (
     TransientProviderError,
     UsageError,
 )
-from portflow.providers.base import ScanQuery
+from portflow.providers.base import ScanQuery, utc_day
 from portflow.providers.registry import TradingViewOptions
 from portflow.providers.retry import RateLimiter, RetryPolicy
 
@@ -134,7 +134,7 @@ class TradingViewProvider:
     ) -> pd.DataFrame | None:
         """Current Recommend.All / MA / Other of ``symbols`` (EXCHANGE:TICKER), or None when
         the clock is not today (they would be from after it)."""
-        if not symbols or _day(as_of) != self.today():
+        if not symbols or utc_day(as_of) != self.today():
             return None
         cols = {r: FIELDS[r] for r in RATINGS}
         q = _query(universe).select(*cols.values()).set_tickers(*symbols)
@@ -142,7 +142,7 @@ class TradingViewProvider:
         frame = pd.DataFrame(rows, columns=["symbol", *RATINGS])
         for c in RATINGS:
             frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
-        frame["timestamp"] = _day(as_of)
+        frame["timestamp"] = utc_day(as_of)
         return frame
 
     def fetch_ohlcv(self, universe: str, symbol: str, start: pd.Timestamp | None,
@@ -163,9 +163,9 @@ class TradingViewProvider:
 
     def _live(self, as_of: pd.Timestamp, what: str) -> None:
         today = self.today()
-        if _day(as_of) != today:
+        if utc_day(as_of) != today:
             raise UsageError(
-                f"tradingview {what} at clock {_day(as_of):%Y-%m-%d}: the screener only has"
+                f"tradingview {what} at clock {utc_day(as_of):%Y-%m-%d}: the screener only has"
                 f" today's values ({today:%Y-%m-%d}), which would be look-ahead; run at today's"
                 " clock (omit --as-of) or scan with a bar provider"
             )
@@ -268,11 +268,6 @@ def _float(v: str | None) -> float | None:
     except ValueError:
         return None
     return x if x is None or math.isfinite(x) else None
-
-
-def _day(as_of: pd.Timestamp) -> pd.Timestamp:
-    t = pd.Timestamp(as_of)
-    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).normalize()
 
 
 def from_options(options: TradingViewOptions) -> TradingViewProvider:
