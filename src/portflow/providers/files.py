@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from portflow import clock
 from portflow.errors import ConfigError, ProviderResponseError, suggest
@@ -200,27 +203,37 @@ class FilesProvider:
         return bars[bars["timestamp"] < day]
 
     def _parse(self, path: Path, symbol: str) -> pd.DataFrame:
-        """Steps 1, 2 and 4 for one file (step 3 cuts per clock in _bars)."""
+        """Steps 1, 2 and 4 for one file (step 3 cuts per clock in _bars). Read with Arrow:
+        a folder of a few hundred long histories is parsed in seconds, not minutes."""
         try:
-            raw = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+            table = pacsv.read_csv(path) if path.suffix.lower() == ".csv" \
+                else pq.read_table(path)
         except Exception as exc:  # any parser failure is the file's problem: say which file
             raise ProviderResponseError(
                 f"{self.name}: cannot read {path} ({type(exc).__name__}: {exc}); fix or remove"
                 " the file"
             ) from None
-        mapping = self._column_map([str(c) for c in raw.columns], path)
-        frame = raw.rename(columns=mapping)[list(mapping.values())]
-        ts = _dates(frame["timestamp"], path)
-        out = pd.DataFrame({"timestamp": ts, "symbol": symbol})
-        for c in ("open", "high", "low", "close", "volume"):
-            out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy()
-        out = out.sort_values("timestamp", kind="stable").reset_index(drop=True)
-        dup = out["timestamp"][out["timestamp"].duplicated()]
+        mapping = self._column_map([str(c) for c in table.column_names], path)
+        stamp = next(src for src, dst in mapping.items() if dst == "timestamp")
+        if pa.types.is_date(table[stamp].type):  # Arrow typed it: keep it vectorised
+            table = table.set_column(table.column_names.index(stamp), stamp,
+                                     table[stamp].cast(pa.timestamp("s")))
+        cols = {dst: table[src].to_pandas() for src, dst in mapping.items()}
+        ts = _dates(cols["timestamp"], path).asi8
+        order = np.argsort(ts, kind="stable")
+        ts = ts[order]
+        dup = ts[1:][np.diff(ts) == 0]
         if len(dup):
             raise ProviderResponseError(
-                f"{self.name}: {path.name} has more than one row on {dup.iloc[0]:%Y-%m-%d};"
-                " the files provider reads daily bars, one row per date"
+                f"{self.name}: {path.name} has more than one row on"
+                f" {pd.Timestamp(dup[0], tz='UTC'):%Y-%m-%d}; the files provider reads daily"
+                " bars, one row per date"
             )
+        out = pd.DataFrame({"timestamp": pd.DatetimeIndex(ts, tz="UTC").as_unit("ns"),
+                            "symbol": symbol})
+        for c in ("open", "high", "low", "close", "volume"):
+            values = pd.to_numeric(cols[c], errors="coerce").to_numpy(dtype="float64")
+            out[c] = values[order]
         return out[OHLCV_COLUMNS]
 
     def _column_map(self, names: list[str], path: Path) -> dict[str, str]:
@@ -285,17 +298,21 @@ def _dates(values: pd.Series, path: Path) -> pd.DatetimeIndex:
     """Step 2: 00:00 UTC of each row's own date. Whole numbers are YYYYMMDD dates when they
     look like one, else epoch seconds (or milliseconds when that large)."""
     try:
-        if pd.api.types.is_integer_dtype(values) and len(values):
+        if pd.api.types.is_datetime64_any_dtype(values):
+            parsed = pd.to_datetime(values)
+        elif pd.api.types.is_integer_dtype(values) and len(values):
             v = values.astype("int64")
             if v.between(19_000_101, 21_001_231).all():
                 parsed = pd.to_datetime(v.astype(str), format="%Y%m%d")
             else:
                 parsed = pd.to_datetime(v, unit="ms" if v.abs().max() > 10**11 else "s")
-        elif values.dtype == object:
-            parsed = pd.to_datetime(values, format="mixed")
-        else:
-            parsed = pd.to_datetime(values)
-    except (ValueError, TypeError) as exc:
+        else:  # dates as text (Arrow types real dates itself): ISO fast, else row by row
+            text = values.astype(str)
+            try:
+                parsed = pd.to_datetime(text, format="ISO8601")
+            except ValueError:
+                parsed = pd.to_datetime(text, format="mixed")
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ProviderResponseError(f"{path.name}: timestamps do not parse ({exc})") from None
     if parsed.isna().any():
         raise ProviderResponseError(
