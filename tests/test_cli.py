@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from tests.conftest import AS_OF, portflow
@@ -176,3 +177,14 @@ def test_files_example_runs_offline_end_to_end(tmp_path: Path) -> None:
     assert (data / "lakehouse" / "ohlcv" / "files" / "1d" / "SMPL.B.parquet").exists()
     matrix = pd.read_parquet(data / "lakehouse" / "features_matrix.parquet")
     assert set(matrix["provider"]) == {"files"} and matrix["symbol"].nunique() == 12
+
+
+@pytest.mark.slow
+def test_files_example_through_flow_production(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    portflow("flow-data", "--profile", "files_example", data_dir=data, check=True)
+    portflow("flow-production", "--profile", "files_example", "--skip-validation",
+             "--skip-analysis", "--run-id", "p1", data_dir=data, check=True)
+    w = pd.read_csv(data / "runs" / "p1" / "weights.csv")
+    assert set(w["method"]) == {"hrp", "min_var", "max_sharpe", "equal_weight", "risk_parity"}
+    assert w.groupby("method")["weight"].sum().round(8).eq(1).all()
