@@ -116,3 +116,11 @@ def test_tradingview_passes_the_scan_part_of_the_contract(tmp_path: Path) -> Non
         scan = tv.scan("crypto", CLOCK)
         assert set(BAR_SCAN_FIELDS) <= set(scan.columns) and scan["symbol"].is_unique
         assert tv.resolve("crypto", list(scan["symbol"])) == {}  # no bars: nothing maps to it
+
+
+def test_the_lakehouse_key_follows_from_the_recorded_config(case: Case) -> None:
+    from portflow.providers.registry import lake_key
+
+    opts = getattr(case.provider, "options", None)
+    name = case.provider.name.split("-")[0]
+    assert lake_key(name, opts if opts is not None else {}) == case.provider.name

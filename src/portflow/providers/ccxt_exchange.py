@@ -59,7 +59,7 @@ from portflow.errors import (
 )
 from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, ScanQuery, utc_day
 from portflow.providers.fields import canonical_fields, panel_from_frames
-from portflow.providers.registry import CCXT_UNIVERSE, CcxtOptions
+from portflow.providers.registry import CCXT_UNIVERSE, CcxtOptions, lake_key
 from portflow.providers.retry import RateLimiter, RetryPolicy
 
 DAY_MS = 86_400_000
@@ -96,7 +96,7 @@ class CcxtProvider:
         if options.exchange not in ccxt.exchanges:
             raise ConfigError(f"ccxt has no exchange '{options.exchange}'"
                               f"{suggest(options.exchange, ccxt.exchanges)}")
-        self.name = f"ccxt-{options.exchange}"
+        self.name = lake_key("ccxt", options)
         self._secrets: dict[str, str] = {}
         for key, env in (("apiKey", options.api_key_env), ("secret", options.secret_env),
                          ("password", options.password_env)):

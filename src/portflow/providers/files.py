@@ -44,7 +44,7 @@ from portflow import clock
 from portflow.errors import ConfigError, ProviderResponseError, suggest
 from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, ScanQuery, utc_day
 from portflow.providers.fields import canonical_fields, panel_from_frames
-from portflow.providers.registry import FilesOptions
+from portflow.providers.registry import FilesOptions, lake_key
 
 UNIVERSE = "files"
 SUFFIXES = (".csv", ".parquet")
@@ -59,7 +59,7 @@ class FilesProvider:
     def __init__(self, options: FilesOptions) -> None:
         self.options = options
         self.folder = Path(options.path)
-        self.name = "files" if options.id is None else f"files-{options.id}"
+        self.name = lake_key("files", options)
         if not self.folder.is_dir():
             raise ConfigError(
                 f"files provider: folder '{self.folder}' does not exist; set provider.path to"

@@ -235,6 +235,18 @@ def validate_options(name: str, options: dict[str, Any], config_dir: Path | None
     return spec(name).options.model_validate(options, context={"config_dir": config_dir})
 
 
+def lake_key(name: str, options: dict[str, Any] | BaseModel) -> str:
+    """The lakehouse key (``Provider.name``) of provider ``name`` with these options — a pure
+    function of the resolved config, so Phase 2 can find a run's bars from its recorded config
+    alone: ``synthetic``, ``files`` or ``files-<id>``, ``ccxt-<exchange>``, ``tradingview``."""
+    opts = options.model_dump() if isinstance(options, BaseModel) else options
+    if name == "files" and opts.get("id"):
+        return f"files-{opts['id']}"
+    if name == "ccxt":
+        return f"ccxt-{opts['exchange']}"
+    return name
+
+
 def build(name: str, options: dict[str, Any]) -> Provider:
     """Step 3: construct provider ``name`` from its validated options."""
     s = spec(name)
@@ -260,6 +272,7 @@ __all__ = [
     "SyntheticOptions",
     "TradingViewOptions",
     "build",
+    "lake_key",
     "spec",
     "validate_options",
 ]
