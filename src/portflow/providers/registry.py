@@ -82,7 +82,7 @@ class FilesOptions(_Options):
         path = Path(v).expanduser()
         if not path.is_absolute() and base is not None:
             path = Path(base) / path
-        return str(path.resolve()) if path.is_absolute() else str(path)
+        return str(path.resolve())  # absolute: the run records where it read from
 
     @field_validator("calendar")
     @classmethod
