@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from tests.conftest import AS_OF, portflow
@@ -162,3 +163,36 @@ def test_sigkill_mid_ingestion_then_rerun_equals_an_uninterrupted_run(
         pd.testing.assert_frame_equal(got["ohlcv"][name], df)  # type: ignore[index]
     pd.testing.assert_frame_equal(got["health"], want["health"])  # type: ignore[arg-type]
     pd.testing.assert_frame_equal(got["symbols"], want["symbols"])  # type: ignore[arg-type]
+
+
+def test_a_bad_provider_option_is_exit_2_at_profiles_show(config_dir: Path, tmp_path: Path) -> None:
+    path = config_dir / "manifest.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["defaults"]["provider"]["latency_ms"] = -5
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = portflow("profiles", "show", "crypto_long", data_dir=tmp_path / "d", config_dir=config_dir)
+    assert proc.returncode == 2 and "defaults.provider.latency_ms" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_files_example_runs_offline_end_to_end(tmp_path: Path) -> None:
+    """The packaged files sample through flow-data twice (the second run fetches nothing)."""
+    data = tmp_path / "data"
+    portflow("flow-data", "--profile", "files_example", "--run-id", "f1", data_dir=data, check=True)
+    portflow("flow-data", "--profile", "files_example", "--run-id", "f2", data_dir=data, check=True)
+    counts = json.loads((data / "runs" / "f2" / "run.json").read_text())["steps"]["data-ingest"]["counts"]
+    assert counts["bars_fetched"] == 0 and counts["symbols_total"] == 12
+    assert (data / "lakehouse" / "ohlcv" / "files" / "1d" / "SMPL.B.parquet").exists()
+    matrix = pd.read_parquet(data / "lakehouse" / "features_matrix.parquet")
+    assert set(matrix["provider"]) == {"files"} and matrix["symbol"].nunique() == 12
+
+
+@pytest.mark.slow
+def test_files_example_through_flow_production(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    portflow("flow-data", "--profile", "files_example", data_dir=data, check=True)
+    portflow("flow-production", "--profile", "files_example", "--skip-validation",
+             "--skip-analysis", "--run-id", "p1", data_dir=data, check=True)
+    w = pd.read_csv(data / "runs" / "p1" / "weights.csv")
+    assert set(w["method"]) == {"hrp", "min_var", "max_sharpe", "equal_weight", "risk_parity"}
+    assert w.groupby("method")["weight"].sum().round(8).eq(1).all()

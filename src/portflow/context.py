@@ -35,12 +35,26 @@ class Context:
         return Lakehouse(self.data_dir)
 
     def provider(self, profile: SleeveProfile) -> Provider:
-        return _provider(profile.provider.name, _freeze(profile.provider.model_extra or {}))
+        """The profile's bar provider (OHLCV, metadata; its name keys the lakehouse)."""
+        return _provider(profile.provider.name, _freeze(profile.provider.options))
+
+    def scan_provider(self, profile: SleeveProfile) -> Provider:
+        """The provider the profile's scanners run on: its `scan_provider`, else the bar one."""
+        sp = profile.scan_provider
+        return self.provider(profile) if sp is None else _provider(sp.name, _freeze(sp.options))
+
+    def universe_of(self, profile: SleeveProfile) -> dict[str, str]:
+        """scanner -> the bar provider's universe its candidates belong to (the scanner's own
+        universe, or the scan_provider's `bars_universe`)."""
+        sp = profile.scan_provider
+        if sp is not None and sp.bars_universe is not None:
+            return dict.fromkeys(profile.scanners, sp.bars_universe)
+        return {s: self.config.scanners[s].universe for s in profile.scanners}
 
     def calendar_of(self, profile: SleeveProfile) -> str:
-        """Calendar of the profile's scanners' universes (one calendar per sleeve)."""
+        """Calendar of the profile's bar universes (one calendar per sleeve)."""
         provider = self.provider(profile)
-        cals = {provider.calendar(self.config.scanners[s].universe) for s in profile.scanners}
+        cals = {provider.calendar(u) for u in self.universe_of(profile).values()}
         if len(cals) != 1:
             raise ConfigError(
                 f"profile '{profile.name}' mixes calendars {sorted(cals)} in one sleeve;"

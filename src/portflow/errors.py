@@ -5,6 +5,11 @@
     │   ├── UsageError            bad command-line input (run id, date) -> exit 2
     │   └── NotAvailableError     capability not built yet              -> exit 2
     ├── ProviderError             a data source failed                  -> exit 1
+    │   ├── TransientProviderError 429 / 5xx / timeout / connection: retried with backoff
+    │   │   └── RateLimitedError   429 (its Retry-After is honoured)
+    │   ├── RetriesExhaustedError transient failures outlasted the retry policy
+    │   ├── PartialFetchError     a paginated fetch stopped midway; carries the bars so far
+    │   └── ProviderResponseError the source answered something unusable (field, symbol)
     ├── DataError                 stored data unusable                  -> exit 1
     │   └── HealthGateError       a data/health gate failed; run failed -> exit 3
     ├── OptimisationError         every fallback link of a solver failed-> exit 1
@@ -42,6 +47,37 @@ class NotAvailableError(ConfigError):
 
 class ProviderError(PortflowError):
     """A provider could not answer (network, parse, unknown symbol)."""
+
+
+class TransientProviderError(ProviderError):
+    """A failure worth retrying: HTTP 429 or 5xx, a timeout, a dropped connection.
+
+    ``retry_after`` (seconds) is the server's own hint (a Retry-After header), if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(TransientProviderError):
+    """HTTP 429: the source asks us to slow down."""
+
+
+class RetriesExhaustedError(ProviderError):
+    """Transient failures outlasted the retry policy; the message names provider and symbol."""
+
+
+class PartialFetchError(ProviderError):
+    """A paginated fetch failed after some pages: ``bars`` holds the pages that arrived (a
+    contiguous prefix), so the caller can keep them and resume from there on the next run."""
+
+    def __init__(self, message: str, bars: object) -> None:
+        super().__init__(message)
+        self.bars = bars
+
+
+class ProviderResponseError(ProviderError):
+    """The source answered, but with something unusable (unknown field or symbol, bad body)."""
 
 
 class DataError(PortflowError):

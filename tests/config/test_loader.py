@@ -137,3 +137,54 @@ def test_yaml_tags_are_refused(config_dir: Path) -> None:
     path.write_text(path.read_text() + "\nx: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ConfigError, match="malformed YAML"):
         load_config(config_dir)
+
+
+# -- providers (registry options validated at load) ----------------------------------------
+
+
+def test_provider_options_are_validated_at_load_naming_file_and_key(config_dir: Path) -> None:
+    _edit(config_dir / "manifest.yaml", lambda d: d["defaults"]["provider"].update(latency_ms=-5))
+    with pytest.raises(ConfigError, match=r"manifest\.yaml: defaults\.provider\.latency_ms: .*greater than or equal to 0"):
+        load_config(config_dir)
+
+
+def test_unknown_provider_option_and_unknown_provider(config_dir: Path) -> None:
+    _edit(config_dir / "manifest.yaml",
+          lambda d: d["profiles"]["crypto_long"].update(provider={"name": "synthetic", "sed": 3}))
+    with pytest.raises(ConfigError, match=r"profiles\.crypto_long\.provider\.sed: unknown key"):
+        load_config(config_dir)
+    _edit(config_dir / "manifest.yaml",
+          lambda d: d["profiles"]["crypto_long"].update(provider={"name": "fils", "path": "x"}))
+    with pytest.raises(ConfigError, match=r"provider\.name: provider 'fils' is unknown; did you mean 'files'"):
+        load_config(config_dir)
+
+
+def test_a_provider_of_another_name_replaces_the_default_block(config_dir: Path) -> None:
+    prof = load_config().sleeve("binance_spot_long")  # defaults carry synthetic's seed
+    assert prof.provider.name == "ccxt" and "seed" not in prof.provider.options
+    assert prof.provider.options["rate_limit_per_s"] == 5 and prof.provider.options["max_retries"] == 5
+
+
+def test_files_paths_are_relative_to_the_config_dir(config_dir: Path) -> None:
+    prof = load_config(config_dir).sleeve("files_example")
+    assert prof.provider.options["path"] == str((config_dir / "sample_files").resolve())
+
+
+def test_scan_provider_and_universes_are_checked(config_dir: Path) -> None:
+    prof = load_config(config_dir).sleeve("tv_crypto_long")
+    assert prof.scan_provider is not None and prof.scan_provider.bars_universe == "binance-spot-usdt"
+    _edit(config_dir / "manifest.yaml",
+          lambda d: d["profiles"]["tv_crypto_long"]["scan_provider"].pop("bars_universe"))
+    with pytest.raises(ConfigError, match=r"scan_provider\.bars_universe: missing"):
+        load_config(config_dir)
+    _edit(config_dir / "manifest.yaml", lambda d: d["profiles"]["tv_crypto_long"].update(
+        provider={"name": "tradingview"}, scan_provider=None))
+    with pytest.raises(ConfigError, match="has no OHLCV history; name it as the profile's scan_provider"):
+        load_config(config_dir)
+
+
+def test_a_scanner_universe_of_another_provider_fails_at_load(config_dir: Path) -> None:
+    _edit(config_dir / "scanners" / "binance_spot_base.yaml",
+          lambda d: d.update(universe="bybit-spot-usdt"))
+    with pytest.raises(ConfigError, match=r"binance_spot_long\.yaml: universe: .*provider's exchange is 'binance'"):
+        load_config(config_dir)

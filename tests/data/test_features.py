@@ -83,3 +83,38 @@ def test_snapshot_holds_todays_ratings_from_the_lakehouse(phase1_data: Path) -> 
     common = sorted(set(last.index) & set(snap.index))
     assert len(common) > 50
     np.testing.assert_allclose(snap.loc[common, "recommend_all"], last.loc[common, "recommend_all"])
+
+
+def test_one_symbol_from_two_providers_never_collides(tmp_path: Path) -> None:
+    from portflow.providers import get_provider
+
+    lake = Lakehouse(tmp_path / "data")
+    clock = pd.Timestamp("2026-06-30", tz="UTC")
+    sym = "CRY-0002/USDT"
+    for name, seed in (("synthetic", 7), ("other", 8)):  # same symbol, different markets
+        bars = get_provider("synthetic", {"seed": seed, "sizes": {"synthetic-crypto": 3}}) \
+            .fetch_ohlcv("synthetic-crypto", sym, clock - pd.Timedelta(days=400), clock)
+        lake.write_ohlcv(name, "1d", sym, bars.iloc[: 300 + seed])
+    sources = [("synthetic", "1d", sym), ("other", "1d", sym)]
+    counts = backfill(lake, sources)
+    assert counts == {"symbols": 2, "recomputed": 2, "kept": 0, "rows": 307 + 308}
+    m = pd.read_parquet(lake.features_matrix_path)
+    assert m.groupby("provider").size().to_dict() == {"other": 308, "synthetic": 307}
+    mine = m[m["provider"] == "synthetic"].reset_index(drop=True)
+    alone = tmp_path / "alone"
+    backfill(Lakehouse(alone), [])  # an empty matrix first: then only this provider's symbol
+    solo = Lakehouse(alone)
+    solo.write_ohlcv("synthetic", "1d", sym, lake.read_ohlcv("synthetic", "1d", sym))
+    backfill(solo, [("synthetic", "1d", sym)])
+    pd.testing.assert_frame_equal(mine, pd.read_parquet(solo.features_matrix_path))
+    assert backfill(lake, sources)["kept"] == 2  # fingerprints keyed by provider too
+
+
+def test_a_matrix_without_the_provider_column_is_rebuilt(phase1_data: Path) -> None:
+    lake = Lakehouse(phase1_data)
+    sources = _healthy_sources(lake)
+    old = pd.read_parquet(lake.features_matrix_path).drop(columns="provider")
+    old.to_parquet(lake.features_matrix_path)
+    counts = backfill(lake, sources)
+    assert counts["recomputed"] == len(sources) and counts["kept"] == 0
+    assert (pd.read_parquet(lake.features_matrix_path)["provider"] == "synthetic").all()

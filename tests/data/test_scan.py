@@ -47,7 +47,7 @@ class _Frame:
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
 
-    def scan(self, universe: str, as_of: pd.Timestamp) -> pd.DataFrame:
+    def scan(self, universe: str, as_of: pd.Timestamp, query: object = None) -> pd.DataFrame:
         return self.frame.copy()
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portflow.alpha.select import DEFAULT_WEIGHTS, SelectionParams
+from portflow.providers.registry import lake_key
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class SleeveSettings:
     """Everything a sleeve's production needs besides its data (SPEC §6)."""
 
     profile: str
-    provider: str
+    provider: str  # the lakehouse key of the bar provider (e.g. ccxt-binance)
     timeframe: str
     calendar: str
     periods_per_year: int
@@ -75,7 +76,7 @@ class SleeveSettings:
         periods = int(cfg["periods_per_year"])
         return cls(
             profile=str(cfg["name"]),
-            provider=str(cfg["provider"]["name"]),
+            provider=lake_key(str(cfg["provider"]["name"]), cfg["provider"]),
             timeframe=str(cfg["timeframe"]),
             calendar=str(cfg["calendar"]),
             periods_per_year=periods,

@@ -9,9 +9,16 @@
    drops every inherited filter on those fields), then validate; an unknown field fails with
    the list of known ones.
 4. Profiles: a sleeve profile is deep-merged over `defaults` (mappings merge, scalars and lists
-   replace); a meta profile lists sleeves. Metas are checked for unknown references, cycles
-   (spelled out) and nesting depth (at most 3 meta levels).
-5. Every profile and scanner is validated at load time, so a typo anywhere fails fast with
+   replace; a `provider` block whose `name` differs from the default's replaces it whole); a
+   meta profile lists sleeves. Metas are checked for unknown references, cycles (spelled
+   out) and nesting depth (at most 3 meta levels).
+5. Providers: a sleeve's `provider` (bars) and optional `scan_provider` (discovery) blocks are
+   validated against the provider's own options model from the registry — an unknown
+   provider or option, or a bad value, fails here — and replaced by the validated options
+   (defaults filled in, relative paths made absolute against the config dir). Each scanner's
+   universe must belong to the provider that scans it, `bars_universe` to the bar provider,
+   and the bar provider must have OHLCV history.
+6. Every profile and scanner is validated at load time, so a typo anywhere fails fast with
    `file: key.path: message` and a close-match suggestion.
 """
 
@@ -31,6 +38,7 @@ from pydantic import BaseModel, ValidationError
 
 from portflow.config import models as m
 from portflow.errors import ConfigError, suggest
+from portflow.providers import registry
 from portflow.providers.base import SCAN_FIELDS
 
 MAX_META_DEPTH = 3
@@ -348,8 +356,9 @@ def load_config(config_dir: str | os.PathLike[str] | None = None) -> Config:
             if "sleeves" in body:
                 profiles[name] = m.MetaProfile.model_validate({**body, "name": name})
             else:
-                merged = deep_merge(defaults, body)
-                profiles[name] = m.SleeveProfile.model_validate({**merged, "name": name})
+                merged = deep_merge(_provider_base(defaults, body), body)
+                sleeve = m.SleeveProfile.model_validate({**merged, "name": name})
+                profiles[name] = _check_providers(sleeve, body, src, folder, scanners)
         except ValidationError as exc:
             loc = exc.errors()[0]["loc"]
             in_profile = _has_path(body, loc)
@@ -376,6 +385,70 @@ def load_config(config_dir: str | os.PathLike[str] | None = None) -> Config:
         if isinstance(prof, m.MetaProfile):
             _check_meta(name, profiles, src, [name])
     return Config(config_dir=folder, profiles=profiles, scanners=scanners)
+
+
+def _provider_base(defaults: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Step 4: the defaults a profile merges over, without the default provider block when
+    the profile names another provider (its options would be another provider's)."""
+    default_block = defaults.get("provider")
+    block = body.get("provider")
+    if isinstance(default_block, dict) and isinstance(block, dict) and "name" in block \
+            and block["name"] != default_block.get("name", "synthetic"):
+        return {k: v for k, v in defaults.items() if k != "provider"}
+    return defaults
+
+
+def _check_providers(
+    prof: m.SleeveProfile, body: dict[str, Any], src: str, folder: Path,
+    scanners: dict[str, m.Scanner],
+) -> m.SleeveProfile:
+    """Step 5 for one sleeve profile; returns it with the validated provider options."""
+    where = f"profiles.{prof.name}"
+
+    def options(key: str, block: m.ProviderConfig) -> BaseModel:
+        prefix = where if _has_path(body, (key,)) else "defaults"
+        try:
+            return registry.validate_options(block.name, block.options, folder)
+        except ValidationError as exc:
+            raise ConfigError(_validation_message(src, f"{prefix}.{key}", exc)) from None
+        except ConfigError as exc:
+            raise ConfigError(f"{src}: {prefix}.{key}.name: {exc}") from None
+
+    bars = options("provider", prof.provider)
+    bar_spec = registry.spec(prof.provider.name)
+    update: dict[str, Any] = {
+        "provider": m.ProviderConfig(name=prof.provider.name, **bars.model_dump())}
+    if not bar_spec.bars:
+        raise ConfigError(
+            f"{src}: {where}.provider.name: '{bar_spec.name}' has no OHLCV history; name it as"
+            f" the profile's scan_provider (discovery) beside a bar provider such as ccxt"
+        )
+    scan_spec, scan_opts = bar_spec, bars
+    if prof.scan_provider is not None:
+        sp = prof.scan_provider
+        scan_opts = options("scan_provider", sp)
+        scan_spec = registry.spec(sp.name)
+        universe = sp.bars_universe or bar_spec.single_universe
+        if universe is None:
+            raise ConfigError(
+                f"{src}: {where}.scan_provider.bars_universe: missing; name the"
+                f" {bar_spec.name} universe the scanned symbols are looked up in"
+            )
+        err = bar_spec.universe_error(bars, universe)
+        if err:
+            raise ConfigError(f"{src}: {where}.scan_provider.bars_universe: {err}")
+        update["scan_provider"] = m.ScanProviderConfig(
+            name=sp.name, symbol_map=sp.symbol_map, bars_universe=universe,
+            **scan_opts.model_dump())
+    for s in prof.scanners:
+        scanner = scanners.get(s)
+        err = None if scanner is None else scan_spec.universe_error(scan_opts, scanner.universe)
+        if err:
+            raise ConfigError(
+                f"{folder / 'scanners' / (s + '.yaml')}: universe: {err} (scanner of profile"
+                f" '{prof.name}', scanned by its {scan_spec.name} provider)"
+            )
+    return prof.model_copy(update=update)
 
 
 def _has_path(body: dict[str, Any], loc: tuple[Any, ...]) -> bool:

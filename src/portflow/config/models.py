@@ -79,10 +79,27 @@ class Scanner(_Model):
 
 
 class ProviderConfig(_Model):
-    """Which provider a sleeve talks to; remaining keys are that provider's options."""
+    """Which provider a sleeve talks to; the other keys are that provider's options, which the
+    loader validates against the provider's own options model (providers.registry)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str = "synthetic"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ScanProviderConfig(ProviderConfig):
+    """A discovery provider beside the bar provider (e.g. TradingView scans, ccxt has bars).
+
+    `symbol_map` maps a scanned symbol (e.g. `BINANCE:BTCUSDT`) to the bar provider's symbol
+    and wins over the default mapping; `bars_universe` is the bar provider's universe the
+    scanned symbols are looked up in (optional when the bar provider has only one)."""
+
+    name: str
+    symbol_map: dict[str, str] = {}
+    bars_universe: str | None = None
 
 
 class ScanConfig(_Model):
@@ -185,6 +202,7 @@ class SleeveProfile(_Model):
     description: str | None = None
     requires_network: bool = False
     provider: ProviderConfig = ProviderConfig()
+    scan_provider: ScanProviderConfig | None = None
     scanners: list[str]
     timeframe: Literal["1d"] = "1d"
     history_bars: int | None = Field(default=None, gt=0)

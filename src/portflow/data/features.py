@@ -6,18 +6,22 @@ feature-ingest — today's ratings per candidate symbol:
 3. Store one dated snapshot `features/technicals/date=<clock>/part-<run>.parquet`.
 
 feature-backfill — the ratings history of every healthy symbol, `features_matrix.parquet`:
-1. The set: symbols whose Phase-1 health is `healthy` (toxic, stale, flat and gappy symbols
-   stay out; quarantined data is never in the OHLCV files to begin with).
+1. The set: (provider, symbol) pairs whose Phase-1 health is `healthy` (toxic, stale, flat and
+   gappy symbols stay out; quarantined data is never in the OHLCV files to begin with). Rows
+   carry a `provider` column (the lakehouse key), so one symbol from two providers never
+   collides.
 2. Incremental: each symbol's OHLCV file is fingerprinted (sha256 of its bytes); the
-   fingerprints of the last build are kept in the matrix file's own metadata, so a symbol
-   whose bars did not change keeps its old rows and only changed or new symbols are
-   recomputed. Ratings at t use bars <= t only, so appending bars never changes old rows
-   of a recomputed symbol either (tested).
+   fingerprints of the last build are kept in the matrix file's own metadata, keyed
+   `provider:symbol`, so a symbol whose bars did not change keeps its old rows and only
+   changed or new symbols are recomputed (a matrix written before the `provider` column
+   existed is rebuilt whole). Ratings at t use bars <= t only, so appending bars never
+   changes old rows of a recomputed symbol either (tested).
 3. Bounded memory: symbols are processed in sorted chunks of `CHUNK_SYMBOLS`, each chunk's
    rows written as one row group of a streaming parquet writer into a temp file, renamed
    over the old matrix at the end (atomic). Peak memory ~ one chunk, not the whole matrix.
-4. Long format, sorted by (symbol, timestamp), one row per stored bar: `timestamp`, `symbol`,
-   `recommend_all`, `recommend_ma`, `recommend_other` (float64, NaN = no value yet).
+4. Long format, sorted by (symbol, provider, timestamp), one row per stored bar: `timestamp`,
+   `symbol`, `recommend_all`, `recommend_ma`, `recommend_other` (float64, NaN = no value
+   yet), `provider`.
 """
 
 from __future__ import annotations
@@ -44,12 +48,13 @@ MATRIX_SCHEMA = pa.schema(
         ("timestamp", pa.timestamp("ns", tz="UTC")),
         ("symbol", pa.string()),
         *((c, pa.float64()) for c in RATING_COLUMNS),
+        ("provider", pa.string()),
     ]
 )
 _META_KEY = b"portflow.fingerprints"
 
 
-def _rows(symbol: str, ts: np.ndarray, ratings: Any, j: int) -> pa.Table:
+def _rows(provider: str, symbol: str, ts: np.ndarray, ratings: Any, j: int) -> pa.Table:
     n = len(ts)
     cols = {
         "timestamp": pa.array(ts, type=pa.timestamp("ns", tz="UTC")),
@@ -57,6 +62,7 @@ def _rows(symbol: str, ts: np.ndarray, ratings: Any, j: int) -> pa.Table:
     }
     for c in RATING_COLUMNS:
         cols[c] = pa.array(getattr(ratings, c)[:n, j].astype(np.float64))
+    cols["provider"] = pa.repeat(pa.scalar(provider, type=pa.string()), n)
     return pa.table(cols, schema=MATRIX_SCHEMA)
 
 
@@ -68,22 +74,35 @@ def _read_bars(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _by_symbol(table: pa.Table) -> dict[str, pa.Table]:
-    """Zero-copy slices of a table whose rows are grouped by symbol (the matrix's order)."""
+def _by_key(table: pa.Table) -> dict[tuple[str, str], pa.Table]:
+    """Zero-copy slices of a table whose rows are grouped by (symbol, provider), the
+    matrix's order, keyed (symbol, provider)."""
     if table.num_rows == 0:
         return {}
-    groups = table.group_by("symbol", use_threads=False).aggregate([("symbol", "count")])
-    names = groups["symbol"].to_pylist()
+    groups = table.group_by(["symbol", "provider"], use_threads=False).aggregate(
+        [("symbol", "count")])
+    keys = list(zip(groups["symbol"].to_pylist(), groups["provider"].to_pylist(), strict=True))
     sizes = groups["symbol_count"].to_numpy()
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     out = {}
-    for i, name in enumerate(names):
+    for i, key in enumerate(keys):
         part = table.slice(int(offsets[i]), int(sizes[i]))
-        if part["symbol"][0].as_py() != name or part["symbol"][-1].as_py() != name:
-            raise DataError(f"{name}: features matrix rows are not grouped by symbol; delete"
+        ends = {(part["symbol"][k].as_py(), part["provider"][k].as_py()) for k in (0, -1)}
+        if ends != {key}:
+            raise DataError(f"{key[0]}: features matrix rows are not grouped by symbol; delete"
                             " lakehouse/features_matrix.parquet and run feature-backfill")
-        out[name] = part
+        out[key] = part
     return out
+
+
+def _fp_key(provider: str, symbol: str) -> str:
+    return f"{provider}:{symbol}"  # provider names hold no ':' (lakehouse key rule)
+
+
+def matrix_keys(path: Path) -> set[tuple[str, str]]:
+    """The (provider, symbol) pairs the matrix at `path` holds rows of (from its fingerprints;
+    a provider key never contains ':', a symbol may)."""
+    return {tuple(k.split(":", 1)) for k in read_fingerprints(path)}  # type: ignore[misc]
 
 
 def read_fingerprints(path: Path) -> dict[str, str]:
@@ -100,37 +119,42 @@ def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
     target = lake.features_matrix_path
     old = read_fingerprints(target)
     old_ds = ds.dataset(target) if target.exists() else None
-    todo = sorted(set(sources), key=lambda s: s[2])
+    if old_ds is not None and "provider" not in old_ds.schema.names:
+        old, old_ds = {}, None  # written before rows carried their provider: rebuild
+    todo = sorted(set(sources), key=lambda s: (s[2], s[0]))
     fps: dict[str, str] = {}
     counts = {"symbols": 0, "recomputed": 0, "kept": 0, "rows": 0}
     with atomic_path(target) as tmp:
         writer: pq.ParquetWriter | None = None
         for start in range(0, len(todo), chunk_symbols):
             chunk = todo[start:start + chunk_symbols]
-            fresh: list[tuple[str, dict[str, np.ndarray]]] = []
-            keep: list[str] = []
+            fresh: list[tuple[tuple[str, str], dict[str, np.ndarray]]] = []
+            keep: list[tuple[str, str]] = []
             for provider, tf, symbol in chunk:
                 path = lake.ohlcv_path(provider, tf, symbol)
                 if not path.exists():
                     continue
                 fp = fingerprint(path, digits=20)
-                fps[symbol] = fp
-                if old_ds is not None and old.get(symbol) == fp:
-                    keep.append(symbol)
+                fps[_fp_key(provider, symbol)] = fp
+                if old_ds is not None and old.get(_fp_key(provider, symbol)) == fp:
+                    keep.append((symbol, provider))
                 else:
-                    fresh.append((symbol, _read_bars(path)))
-            parts: dict[str, pa.Table] = {}
+                    fresh.append(((symbol, provider), _read_bars(path)))
+            parts: dict[tuple[str, str], pa.Table] = {}
             if keep and old_ds is not None:
                 # the old matrix is sorted by symbol and written one row group per chunk, so
                 # the range bounds let parquet statistics skip the row groups of other chunks
-                where = ((ds.field("symbol") >= keep[0]) & (ds.field("symbol") <= keep[-1])
-                         & ds.field("symbol").isin(keep))
-                parts.update(_by_symbol(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA)))
+                names = sorted({s for s, _ in keep})
+                where = ((ds.field("symbol") >= names[0]) & (ds.field("symbol") <= names[-1])
+                         & ds.field("symbol").isin(names))
+                old_parts = _by_key(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA))
+                parts.update({k: old_parts[k] for k in keep if k in old_parts})
             if fresh:
                 panel, _ = frames_panel([b for _, b in fresh])
                 ratings = rate(panel)
-                for j, (symbol, bars) in enumerate(fresh):
-                    parts[symbol] = _rows(symbol, bars["timestamp"], ratings, j)
+                for j, ((symbol, provider), bars) in enumerate(fresh):
+                    parts[(symbol, provider)] = _rows(provider, symbol, bars["timestamp"],
+                                                      ratings, j)
             if not parts:
                 continue
             table = pa.concat_tables([parts[s] for s in sorted(parts)])

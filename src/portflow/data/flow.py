@@ -16,6 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from portflow.config import config_hash
 from portflow.config.models import SleeveProfile
 from portflow.context import Context
@@ -26,6 +28,7 @@ from portflow.data.metadata import ingest_metadata
 from portflow.errors import DataError, RunError
 from portflow.executors import default_jobs
 from portflow.lakehouse import atomic
+from portflow.providers.base import Provider
 from portflow.runs import Run, newest_data_run
 from portflow.ui import Tracker, console, log
 
@@ -59,14 +62,24 @@ def step_scan(ctx: Context, run: Run, sleeves: list[SleeveProfile]) -> None:
     with run.step("scan-run") as counts:
         per: dict[str, list[dict[str, Any]]] = {}
         failed: dict[str, str] = {}
+        unmapped = 0
         for sleeve in sleeves:
             scanners = [ctx.config.scanners[s] for s in sleeve.scanners if s not in per]
             if not scanners:
                 continue
-            res = scan.scan_all(scanners, ctx.provider(sleeve), ctx.as_of,
-                                sleeve.scan.allow_partial)
+            sp = sleeve.scan_provider
+            mapping = None if sp is None or sp.bars_universe is None else scan.SymbolMap(
+                ctx.provider(sleeve), sp.bars_universe, sp.symbol_map)
+            res = scan.scan_all(scanners, ctx.scan_provider(sleeve), ctx.as_of,
+                                sleeve.scan.allow_partial, mapping)
             per.update(res.per_scanner)
             failed.update(res.failed)
+            if mapping is not None and mapping.unmapped:
+                unmapped += len(mapping.unmapped)
+                log(f"scan-run: {len(mapping.unmapped)} scanned symbol(s) have no"
+                    f" {mapping.bars.name} symbol in {mapping.universe} and were dropped"
+                    f" (e.g. {', '.join(mapping.unmapped[:3])}); map them with"
+                    " scan_provider.symbol_map")
         export = ctx.data_dir / "export" / run.run_id
         for name, recs in per.items():
             atomic.write_json(recs, export / f"{name}.json")
@@ -76,6 +89,7 @@ def step_scan(ctx: Context, run: Run, sleeves: list[SleeveProfile]) -> None:
         counts.update(
             scanners=len(per), scanners_failed=len(failed), candidates=len(candidates),
             **({"failed": failed} if failed else {}),
+            **({"unmapped": unmapped} if unmapped else {}),
         )
         run.record["candidates_run"] = run.run_id
         run.record["candidates"] = run.relative(export / "candidates.json")
@@ -89,7 +103,7 @@ def _targets(
     groups: dict[str, tuple[SleeveProfile, dict[str, Target]]] = {}
     for sleeve in sleeves:
         provider = ctx.provider(sleeve)
-        universe_of = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
+        universe_of = ctx.universe_of(sleeve)
         _, targets = groups.setdefault(provider.name, (sleeve, {}))
         for c in sleeve_candidates(candidates, sleeve.scanners):
             universe = universe_of[c.scanner_in(universe_of)]
@@ -169,17 +183,57 @@ def step_meta(
             f" {counts.get('changed', 0)} changed; missing lot size: {counts.get('missing_lot_size', 0)}")
 
 
+@dataclass
+class _ScanRatings:
+    """The bar provider as feature-ingest sees it, with today's ratings asked of the profile's
+    scan provider (TradingView has them) under the scanned symbols and mapped back."""
+
+    bars: Provider
+    scan: Provider
+    scanned: dict[str, tuple[str, str]]  # bar symbol -> (scan universe, scanned symbol)
+
+    @property
+    def name(self) -> str:
+        return self.bars.name
+
+    def technicals(self, universe: str, symbols: list[str], as_of: Any) -> Any:
+        asks: dict[str, dict[str, str]] = defaultdict(dict)
+        for s in symbols:
+            if s in self.scanned:
+                scan_universe, scanned = self.scanned[s]
+                asks[scan_universe][scanned] = s
+        frames = []
+        for scan_universe, back in sorted(asks.items()):
+            got = self.scan.technicals(scan_universe, sorted(back), as_of)
+            if got is not None and len(got):
+                frames.append(got.assign(symbol=got["symbol"].map(back)).dropna(subset=["symbol"]))
+        return pd.concat(frames, ignore_index=True) if frames else None
+
+
 def _by_provider(
     ctx: Context, sleeves: list[SleeveProfile], candidates: list[Candidate]
 ) -> dict[str, tuple[Any, str, dict[str, set[str]]]]:
-    """provider name -> (provider, timeframe, universe -> symbols) of the sleeves' candidates."""
+    """provider name -> (provider, timeframe, universe -> symbols) of the sleeves' candidates;
+    a sleeve with a scan_provider gets its ratings through `_ScanRatings`."""
     out: dict[str, tuple[Any, str, dict[str, set[str]]]] = {}
     for sleeve in sleeves:
-        provider = ctx.provider(sleeve)
-        universes = {s: ctx.config.scanners[s].universe for s in sleeve.scanners}
-        _, _, by_uni = out.setdefault(provider.name, (provider, sleeve.timeframe, {}))
-        for c in sleeve_candidates(candidates, sleeve.scanners):
-            by_uni.setdefault(universes[c.scanner_in(universes)], set()).add(c.symbol)
+        provider: Any = ctx.provider(sleeve)
+        universes = ctx.universe_of(sleeve)
+        mine = sleeve_candidates(candidates, sleeve.scanners)
+        if sleeve.scan_provider is not None:
+            scanned = {c.symbol: (ctx.config.scanners[c.scanner_in(universes)].universe,
+                                  str(c.fields.get("scan_symbol", c.symbol))) for c in mine}
+            known = out.get(provider.name, (None,))[0]
+            if isinstance(known, _ScanRatings):
+                known.scanned.update(scanned)
+                provider = known
+            else:
+                provider = _ScanRatings(provider, ctx.scan_provider(sleeve), scanned)
+        entry = out.setdefault(provider.name, (provider, sleeve.timeframe, {}))
+        if entry[0] is not provider and isinstance(provider, _ScanRatings):
+            entry = out[provider.name] = (provider, entry[1], entry[2])
+        for c in mine:
+            entry[2].setdefault(universes[c.scanner_in(universes)], set()).add(c.symbol)
     return out
 
 
@@ -206,11 +260,8 @@ def step_feature_backfill(ctx: Context, run: Run, sleeves: list[SleeveProfile]) 
         health = ctx.lake.read_health()
         timeframes: dict[str, str] = {ctx.provider(s).name: s.timeframe for s in sleeves}
         ok = health[health["status"] == "healthy"]
-        provider_of = {str(s): str(p) for p, s in zip(health["provider"], health["symbol"],
-                                                       strict=True)}
         keys = {(str(p), str(s)) for p, s in zip(ok["provider"], ok["symbol"], strict=True)}
-        keys |= {(provider_of[s], s) for s in features.read_fingerprints(
-            ctx.lake.features_matrix_path) if s in provider_of}
+        keys |= features.matrix_keys(ctx.lake.features_matrix_path)
         sources = [(p, timeframes.get(p, "1d"), s) for p, s in sorted(keys)]
         counts.update(features.backfill(ctx.lake, sources))
         log("feature-backfill: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

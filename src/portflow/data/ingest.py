@@ -19,6 +19,9 @@ Per symbol (in parallel; one symbol's failure never stops the others):
 6. Merge by timestamp (fetched bars win), write atomically, and audit the stored history:
    `stale` (no bar for the target), `flat` (last 5 closes identical), `gappy` (missing bars of
    the symbol's own calendar inside its history), else `healthy`.
+7. A paginated fetch that fails midway (`PartialFetchError`, retries exhausted) keeps the
+   pages that arrived — guarded and merged like any fetch — and the symbol counts as failed
+   without a freshness record, so the next run resumes from its last stored bar.
 
 The health table has one writer (the calling thread), flushed in batches while workers run,
 so a killed run loses at most the last batch of health rows — the next run re-audits every
@@ -37,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from portflow import clock
+from portflow.errors import PartialFetchError
 from portflow.executors import LocalExecutor
 from portflow.lakehouse.store import OHLCV_COLUMNS, PRICE_COLUMNS, Lakehouse, utc_timestamps
 from portflow.providers.base import Provider
@@ -250,7 +254,11 @@ class Ingestor:
         else:
             start = _next_bar(t.calendar, last)
         fetched_at = self.now()
-        raw = self.provider.fetch_ohlcv(t.universe, t.symbol, start, self.as_of)
+        partial: PartialFetchError | None = None
+        try:
+            raw = self.provider.fetch_ohlcv(t.universe, t.symbol, start, self.as_of)
+        except PartialFetchError as exc:  # step 7
+            raw, partial = exc.bars, exc
         ts = _ns(raw["timestamp"])
         if len(ts) < 2 or (np.diff(ts) > 0).all():  # sorted, as providers answer: a slice
             lo = int(np.searchsorted(ts, start.value, side="left"))
@@ -260,7 +268,7 @@ class Ingestor:
             new = raw.loc[(ts <= target.value) & (ts >= start.value), OHLCV_COLUMNS]
         if str(new["timestamp"].dtype) != "datetime64[ns, UTC]" or (new["symbol"] != t.symbol).any():
             new = new.assign(timestamp=utc_timestamps(new["timestamp"]), symbol=t.symbol)
-        checks = {"last_checked_at": fetched_at, "checked_for": target}
+        checks = {} if partial else {"last_checked_at": fetched_at, "checked_for": target}
         prev_close = None
         if stored is not None and not stored.empty:
             n_old = int(np.searchsorted(_ns(stored["timestamp"]), start.value, side="left"))
@@ -275,6 +283,8 @@ class Ingestor:
                 f"{self.lake.relative(qpath)}", 0,
                 self._row(t.symbol, "toxic", reason, bar, last_bar=last, **checks),
             )
+        if new.empty and partial is not None:
+            return Outcome(t.symbol, "failed", str(partial))
         if new.empty:
             if stored is None:
                 return Outcome(
@@ -296,6 +306,13 @@ class Ingestor:
         if stored is not None and not stored.empty:
             merged = merged.sort_values("timestamp", kind="stable")
         status, reason, bar = audit(merged, t.calendar, target)
+        if partial is not None:
+            last_kept = merged["timestamp"].iloc[-1]
+            return Outcome(
+                t.symbol, "failed", f"{partial}; kept {len(new)} bar(s) up to"
+                f" {last_kept:%Y-%m-%d}, the next run resumes from there", len(new),
+                self._row(t.symbol, status, reason, bar, last_bar=last_kept),
+            )
         return Outcome(
             t.symbol, "fetched", f"{len(new)} new bar(s) from {start:%Y-%m-%d}", len(new),
             self._row(t.symbol, status, reason, bar, last_bar=merged["timestamp"].iloc[-1],

@@ -8,11 +8,22 @@
    unless the profile sets `scan.allow_partial`.
 4. Candidates are one record per (symbol, direction): `symbol`, `provider`, `exchange`,
    `direction`, `scanners` (every scanner that found it) and `fields` (every scanned value).
+5. With a `scan_provider` (discovery on one source, bars from another), each kept row's symbol
+   is mapped to the bar provider's before the sort and limit (:class:`SymbolMap`): the
+   profile's `symbol_map` entry for the scanned symbol wins; otherwise the scanned symbol
+   without its `EXCHANGE:` prefix is looked up among the bar provider's symbols of
+   `bars_universe` (`Provider.resolve`: ccxt matches the market id or base+quote, a `.P`
+   suffix meaning the perpetual swap; files match the file name, case-insensitively, `.` and
+   `-` alike). Rows that map to nothing are dropped and counted; the scanned symbol stays in
+   the candidate's fields as `scan_symbol`, and `provider` is the bar provider (the lakehouse
+   key its bars are stored under).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +33,7 @@ from portflow.config.models import AllFilter, AnyFilter, FilterNode, LeafFilter,
 from portflow.errors import ConfigError, ProviderError
 from portflow.executors import LocalExecutor
 from portflow.lakehouse.atomic import jsonable
-from portflow.providers.base import Provider
+from portflow.providers.base import Provider, ScanQuery
 
 
 def filter_mask(frame: pd.DataFrame, node: FilterNode) -> np.ndarray:
@@ -66,15 +77,54 @@ def filter_mask(frame: pd.DataFrame, node: FilterNode) -> np.ndarray:
     return present & res.fillna(False).to_numpy(dtype=bool)
 
 
-def run_scanner(scanner: Scanner, provider: Provider, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Steps 1-2 for one scanner: the kept rows, sorted and cut."""
-    frame = provider.scan(scanner.universe, as_of).reset_index(drop=True)
+def query_of(scanner: Scanner) -> ScanQuery:
+    """The scanner as plain data, for providers that screen server-side."""
+    return ScanQuery(
+        name=scanner.name,
+        universe=scanner.universe,
+        filters=tuple(f.model_dump(by_alias=True) for f in scanner.filters),
+        sort=None if scanner.sort is None else (scanner.sort.field, scanner.sort.order),
+        limit=scanner.limit,
+    )
+
+
+@dataclass
+class SymbolMap:
+    """Step 5: scanned symbols -> the bar provider's symbols in `universe`."""
+
+    bars: Provider
+    universe: str
+    explicit: Mapping[str, str] = field(default_factory=dict)
+    unmapped: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        scanned = [str(s) for s in frame["symbol"]]
+        ticker = {s: s.split(":", 1)[1] if ":" in s else s
+                  for s in scanned if s not in self.explicit}
+        found = self.bars.resolve(self.universe, sorted(set(ticker.values())))
+        target = [self.explicit.get(s) or found.get(ticker.get(s, "")) for s in scanned]
+        with self._lock:  # scanners run in parallel threads
+            self.unmapped.extend(s for s, t in zip(scanned, target, strict=True) if t is None)
+        out = frame.assign(scan_symbol=scanned, symbol=target)
+        return out[out["symbol"].notna()]
+
+
+def run_scanner(scanner: Scanner, provider: Provider, as_of: pd.Timestamp,
+                mapping: SymbolMap | None = None) -> pd.DataFrame:
+    """Steps 1-2 (and 5) for one scanner: the kept rows, sorted and cut."""
+    query = query_of(scanner)
+    if mapping is not None:  # mapping may drop rows: the limit applies after it, here
+        query = replace(query, limit=None)
+    frame = provider.scan(scanner.universe, as_of, query).reset_index(drop=True)
     if "symbol" not in frame.columns:
         raise ProviderError(f"provider '{provider.name}' scan of '{scanner.universe}' has no symbol")
     mask = np.ones(len(frame), dtype=bool)
     for node in scanner.filters:
         mask &= filter_mask(frame, node)
     kept = frame[mask]
+    if mapping is not None:
+        kept = mapping.apply(kept)
     if scanner.sort is not None:
         if scanner.sort.field not in kept.columns:
             raise ConfigError(f"scanner '{scanner.name}': sort field '{scanner.sort.field}' missing")
@@ -86,6 +136,8 @@ def run_scanner(scanner: Scanner, provider: Provider, as_of: pd.Timestamp) -> pd
         )
     else:
         kept = kept.sort_values("symbol", kind="mergesort")
+    # two scanned symbols can map onto one bar symbol (one pair on two venues): the best wins
+    kept = kept.drop_duplicates("symbol", keep="first")
     if scanner.limit is not None:
         kept = kept.head(scanner.limit)
     return kept.reset_index(drop=True)
@@ -131,17 +183,20 @@ class ScanResult:
 
 
 def scan_all(
-    scanners: list[Scanner], provider: Provider, as_of: pd.Timestamp, allow_partial: bool
+    scanners: list[Scanner], provider: Provider, as_of: pd.Timestamp, allow_partial: bool,
+    mapping: SymbolMap | None = None,
 ) -> ScanResult:
-    """Step 3: every scanner in parallel; failures reported, fatal unless allow_partial."""
+    """Step 3: every scanner in parallel; failures reported, fatal unless allow_partial.
+    With `mapping` (step 5) the records name the bar provider."""
     per: dict[str, list[dict[str, Any]]] = {}
     failed: dict[str, str] = {}
     pool = LocalExecutor(jobs=min(8, max(1, len(scanners))))
-    for out in pool.map(lambda s: (s.name, run_scanner(s, provider, as_of)), scanners):
+    owner = provider.name if mapping is None else mapping.bars.name
+    for out in pool.map(lambda s: (s.name, run_scanner(s, provider, as_of, mapping)), scanners):
         if out.ok:
             assert out.value is not None
             name, rows = out.value
-            per[name] = records(out.item, rows, provider.name)
+            per[name] = records(out.item, rows, owner)
         else:
             failed[out.item.name] = f"{type(out.error).__name__}: {out.error}"
     if failed and (not allow_partial or not per):

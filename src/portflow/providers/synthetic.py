@@ -98,7 +98,12 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from portflow.errors import ProviderError, suggest
-from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, SCAN_FIELDS
+from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, SCAN_FIELDS, ScanQuery
+from portflow.providers.fields import (
+    BAR_FIELDS,
+    BarPanel,
+    canonical_fields,
+)
 
 CRYPTO = "synthetic-crypto"
 EQUITIES = "synthetic-equities"
@@ -115,7 +120,6 @@ SCAN_COLUMNS = [
 PATHOLOGY_KINDS = ("spike", "missing_bars", "flat", "late_listing", "delisting", "no_lot_size")
 SPIKE_RATIO = 7.5
 FLAT_VOLUME_FRACTION = 0.3
-DELISTED_SCAN_DAYS = 30
 TREND_SIGN_W = 0.9  # weight of the persistent trend sign in a symbol's drift
 TREND_AR_W = 0.3  # weight of its AR(1) wobble
 BAND_KAPPA = 0.01  # pull per row per log unit beyond the band
@@ -690,14 +694,14 @@ class SyntheticProvider:
             columns=OHLCV_COLUMNS,
         )
 
-    def scan(self, universe: str, as_of: pd.Timestamp) -> pd.DataFrame:
+    def scan(
+        self, universe: str, as_of: pd.Timestamp, query: ScanQuery | None = None
+    ) -> pd.DataFrame:
         """One row per symbol listed at the clock (plus those delisted in the last 30 days).
 
-        Every field comes from the symbol's bars up to the last closed bar (day < as_of):
-        close, volume, value_traded = close*volume (quote units), change_pct (%, last bar),
-        perf_1w/1m/3m (%, over 7/30/90 rows for 24/7, 5/21/63 sessions for XNYS),
-        volatility_d (%, std of the last 30 daily returns), market_cap = close*supply, and the
-        rating fields from ``_rating_fields`` (the ratings engine at the last closed bar).
+        The bar fields come from :mod:`portflow.providers.fields` over the symbol's bars up to
+        the last closed bar (day < as_of); market_cap = close*supply. The whole universe is
+        answered (``query`` is not needed: the scan step filters locally).
         """
         self._sleep()
         day = _utc_day(as_of, "as_of")
@@ -712,72 +716,16 @@ class SyntheticProvider:
     def _compute_scan(self, universe: str, day: pd.Timestamp) -> pd.DataFrame:
         spec = self._spec(universe)
         panel = self._panel(universe, day)
-        last_closed = int(panel.dates.searchsorted(day, side="left")) - 1
-        if last_closed < 0:
-            return _empty_scan()
-        perf_rows = (7, 30, 90) if spec.calendar == "24/7" else (5, 21, 63)
-        vol_rows = 30
-        window = perf_rows[-1] + vol_rows + DELISTED_SCAN_DAYS + 5
-        lo = max(0, last_closed + 1 - window)
-        close = panel.close[lo : last_closed + 1]
-        present = ~np.isnan(close)
-        n_win = close.shape[0]
-        # last row with a bar per symbol, and whether it is recent enough to be listed
-        last = n_win - 1 - np.argmax(present[::-1], axis=0)
-        has_bar = present.any(axis=0)
-        cutoff = day - pd.Timedelta(days=DELISTED_SCAN_DAYS + 1)
-        listed = has_bar & (panel.dates[lo + last] >= cutoff)
-        cols = np.flatnonzero(listed)
+        end = int(panel.dates.searchsorted(day, side="left"))  # rows up to the last closed bar
+        bars = BarPanel(panel.dates[:end], panel.symbols,
+                        *(getattr(panel, f)[:end] for f in BAR_FIELDS))
+        cols, frame = canonical_fields(bars, spec.calendar, day)
         if cols.size == 0:
             return _empty_scan()
-        last = last[cols]
-        ffilled = pd.DataFrame(close[:, cols]).ffill().to_numpy()
-        vol_now = panel.volume[lo + last, cols]
-        c_now = close[last, cols]
-
-        def back(k: int) -> np.ndarray:
-            idx = last - k
-            out = ffilled[np.maximum(idx, 0), np.arange(cols.size)]
-            return np.where(idx >= 0, out, np.nan)
-
-        with np.errstate(invalid="ignore", divide="ignore"):
-            change = (c_now / back(1) - 1.0) * 100.0
-            perfs = [(c_now / back(k) - 1.0) * 100.0 for k in perf_rows]
-            rets = ffilled[1:] / ffilled[:-1] - 1.0
-            rets = np.where(present[1:, cols] & present[:-1, cols], rets, np.nan)
-            idx = last[None, :] - 1 - np.arange(vol_rows)[:, None]  # rows of rets ending at last
-            gathered = np.where(idx >= 0, rets[np.maximum(idx, 0), np.arange(cols.size)], np.nan)
-            counts = np.sum(~np.isnan(gathered), axis=0)
-            vol_d = np.where(
-                counts >= 2,
-                np.nanstd(np.where(counts >= 2, gathered, 0.0), axis=0, ddof=1) * 100.0,
-                np.nan,
-            )
-        symbols = [panel.symbols[c] for c in cols]
-        frame = pd.DataFrame(
-            {
-                "symbol": symbols,
-                "exchange": spec.exchange,
-                "sector": panel.sector[cols].astype(str),
-                "asset_class": spec.asset_class,
-                "close": c_now,
-                "volume": vol_now,
-                "value_traded": c_now * vol_now,
-                "change_pct": change,
-                "perf_1w": perfs[0],
-                "perf_1m": perfs[1],
-                "perf_3m": perfs[2],
-                "volatility_d": vol_d,
-                "market_cap": c_now * panel.supply[cols],
-            }
-        )
-        bars = {
-            name: getattr(panel, name)[: last_closed + 1, cols]
-            for name in ("open", "high", "low", "close", "volume")
-        }
-        ratings = self._rating_fields(universe, symbols, bars)
-        for name in ratings.columns:
-            frame[name] = ratings[name].to_numpy()
+        frame.insert(1, "exchange", spec.exchange)
+        frame.insert(2, "sector", panel.sector[cols].astype(str))
+        frame.insert(3, "asset_class", spec.asset_class)
+        frame["market_cap"] = frame["close"].to_numpy() * panel.supply[cols]
         return frame[SCAN_COLUMNS]
 
     def metadata(self, universe: str, symbols: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
@@ -808,6 +756,11 @@ class SyntheticProvider:
         self._spec(universe)
         return None
 
+    def resolve(self, universe: str, tickers: list[str]) -> dict[str, str]:
+        """Tickers that are symbols of the universe, unchanged."""
+        known = set(self.symbols(universe))
+        return {t: t for t in tickers if t in known}
+
     # -- extras -------------------------------------------------------------------------------
 
     def symbols(self, universe: str) -> list[str]:
@@ -825,22 +778,6 @@ class SyntheticProvider:
         return {p.symbol: p.kind for p in self.planted(universe)}
 
     # -- internals ------------------------------------------------------------------------------
-
-    def _rating_fields(
-        self, universe: str, symbols: list[str], bars: dict[str, np.ndarray]
-    ) -> pd.DataFrame:
-        """adx and recommend_* for the scan, one row per symbol, from the ratings engine over
-        each symbol's own bars (a missing day is not a bar) as of its last closed bar.
-
-        bars: open/high/low/close/volume arrays (rows = the universe's days up to and including
-        the last closed bar, columns = ``symbols``), NaN where a symbol has no bar.
-        """
-        from portflow.ratings.panel import last_values, left_align, rate
-
-        panel, counts = left_align(bars)
-        return last_values(rate(panel), counts)[
-            ["adx", "recommend_all", "recommend_ma", "recommend_other"]
-        ].reset_index(drop=True)
 
     def _forming_bar(self, panel: _Panel, j: int, k: int) -> list[float]:
         """The partial bar of row k (step 9): open, high and low so far, a mid-day close."""
@@ -939,6 +876,12 @@ class SyntheticProvider:
     def _sleep(self) -> None:
         if self.latency_ms > 0:
             time.sleep(self.latency_ms / 1000.0)
+
+
+def from_options(options: Any) -> SyntheticProvider:
+    """The registry's constructor (options: registry.SyntheticOptions, validated)."""
+    return SyntheticProvider(seed=options.seed, sizes=dict(options.sizes),
+                             latency_ms=options.latency_ms, start=options.start)
 
 
 def _empty_scan() -> pd.DataFrame:
