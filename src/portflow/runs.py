@@ -28,6 +28,7 @@ import pandas as pd
 
 from portflow.errors import PortflowError, RunError, UsageError
 from portflow.lakehouse import atomic
+from portflow.resources import peak_rss_gib, reset_peak_rss
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 KINDS = ("data", "production", "meta")
@@ -167,11 +168,14 @@ class Run:
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
-        """Record a step: yields its `counts` dict to fill; failures mark the step failed."""
+        """Record a step: yields its `counts` dict to fill; failures mark the step failed.
+        Wall `seconds` and `peak_rss_gib` (this process's peak memory during the step,
+        :mod:`portflow.resources`) are recorded either way."""
         counts: dict[str, Any] = {}
         entry: dict[str, Any] = {"status": "running", "seconds": None, "counts": counts}
         self.record["steps"][name] = entry
         self.save()
+        reset_peak_rss()
         t0 = time.perf_counter()
         try:
             yield counts
@@ -183,6 +187,7 @@ class Run:
             entry["status"] = "succeeded"
         finally:
             entry["seconds"] = round(time.perf_counter() - t0, 3)
+            entry["peak_rss_gib"] = round(peak_rss_gib(), 3)
             self.save()
 
     def not_available(self, name: str) -> None:

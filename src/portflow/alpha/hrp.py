@@ -6,6 +6,8 @@ and ``HierarchicalSeriation`` (Ward linkage, optimal leaf ordering). Algorithm:
 
 1. Correlation ``ρ = np.corrcoef(X)`` (as skfolio's PearsonDistance), distance
    ``d = sqrt(clip(½(1 − ρ), 0, 1))``; ``d = 0`` for perfectly correlated pairs is fine.
+   ρ is scaled from the sample covariance, which step 3 needs too: compute it once and
+   pass it to :func:`covariance_distance` and :func:`hrp_weights`.
    A zero-variance column has no correlation: its row/column of ρ is set to 0 (d = √½), a
    documented departure where skfolio would fail.
 2. ``scipy.cluster.hierarchy.linkage(squareform(d, checks=False), method)`` then
@@ -34,7 +36,14 @@ import numpy as np
 from scipy.cluster import hierarchy as sch
 from scipy.spatial import distance as ssd
 
-__all__ = ["LINKAGES", "HRPTree", "correlation_distance", "hrp_weights", "seriate"]
+__all__ = [
+    "LINKAGES",
+    "HRPTree",
+    "correlation_distance",
+    "covariance_distance",
+    "hrp_weights",
+    "seriate",
+]
 
 LINKAGES = ("single", "complete", "average", "weighted", "centroid", "median", "ward")
 
@@ -44,11 +53,20 @@ def correlation_distance(x: np.ndarray) -> np.ndarray:
 
     x: array (T, n) of returns, T >= 2. Returns d: array (n, n), zero diagonal. Columns with
     zero sample variance get ρ = 0 with every other column (they carry no co-movement).
-    ρ is ``np.corrcoef(x, rowvar=False)`` bit for bit (same ``np.cov``, same scaling and
-    clipping, written out so the zero-variance test reuses the covariance diagonal instead
-    of a separate ``x.std`` pass).
+    ρ is ``np.corrcoef(x, rowvar=False)`` bit for bit (see :func:`covariance_distance`).
     """
-    c = np.atleast_2d(np.cov(x, rowvar=False))
+    return covariance_distance(np.atleast_2d(np.cov(x, rowvar=False)))
+
+
+def covariance_distance(cov: np.ndarray) -> np.ndarray:
+    """:func:`correlation_distance` from the sample covariance ``np.cov(x, rowvar=False)``
+    (n, n), which is left unchanged: HRP needs that same matrix for its risks, so one
+    product serves both (the covariance is most of the kernel's time).
+
+    ρ is ``np.corrcoef`` bit for bit: the same scaling and clipping written out, so the
+    zero-variance test reuses the covariance diagonal instead of a separate ``x.std`` pass.
+    """
+    c = np.array(cov, dtype=np.float64)
     var = np.diag(c).copy()
     flat = ~(var > 0)
     std = np.sqrt(np.where(flat, 1.0, var))
