@@ -12,17 +12,30 @@ feature-backfill — the ratings history of every healthy symbol, `features_matr
    fingerprints of the last build are kept in the matrix file's own metadata, so a symbol
    whose bars did not change keeps its old rows and only changed or new symbols are
    recomputed. Ratings at t use bars <= t only, so appending bars never changes old rows
-   of a recomputed symbol either (tested).
-3. Bounded memory: symbols are processed in sorted chunks of `CHUNK_SYMBOLS`, each chunk's
-   rows written as one row group of a streaming parquet writer into a temp file, renamed
-   over the old matrix at the end (atomic). Peak memory ~ one chunk, not the whole matrix.
+   of a recomputed symbol either (tested). When every fingerprint and the symbol set are
+   those of the last build, the matrix is already right and is not rewritten.
+3. Bounded memory: symbols are processed in sorted chunks of `CHUNK_SYMBOLS`. A chunk is
+   computed by :func:`compute_chunk` — each file read once (its bytes are both hashed and
+   parsed, on `READ_THREADS` threads: hashing and parquet decoding release the GIL), the
+   changed symbols rated as one panel, their rows laid out column-wise straight from the
+   panel. Chunks go through an executor when one is given (Ray: workers read and compute,
+   at most `2 x jobs` chunks in flight); the driver alone writes: each chunk, in symbol
+   order, with the kept rows of the old matrix, becomes one row group of a streaming parquet
+   writer into a temp file, renamed over the old matrix at the end (atomic). Peak memory ~
+   a few chunks, not the whole matrix.
 4. Long format, sorted by (symbol, timestamp), one row per stored bar: `timestamp`, `symbol`,
    `recommend_all`, `recommend_ma`, `recommend_other` (float64, NaN = no value yet).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +46,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from portflow.errors import DataError
-from portflow.lakehouse.atomic import atomic_path, fingerprint, write_parquet
+from portflow.executors import Executor
+from portflow.lakehouse.atomic import atomic_path, fingerprint_bytes, write_parquet
 from portflow.lakehouse.store import Lakehouse
 from portflow.ratings.panel import FIELDS, frames_panel, last_values, rate
 
 CHUNK_SYMBOLS = 250
+READ_THREADS = 4
+FINGERPRINT_DIGITS = 20
 RATING_COLUMNS = ["recommend_all", "recommend_ma", "recommend_other"]
 MATRIX_SCHEMA = pa.schema(
     [
@@ -47,25 +63,75 @@ MATRIX_SCHEMA = pa.schema(
     ]
 )
 _META_KEY = b"portflow.fingerprints"
+_TS = pa.timestamp("ns", tz="UTC")
+
+Source = tuple[str, str, str]  # (provider, timeframe, symbol)
 
 
-def _rows(symbol: str, ts: np.ndarray, ratings: Any, j: int) -> pa.Table:
-    n = len(ts)
-    cols = {
-        "timestamp": pa.array(ts, type=pa.timestamp("ns", tz="UTC")),
-        "symbol": pa.repeat(pa.scalar(symbol, type=pa.string()), n),
-    }
-    for c in RATING_COLUMNS:
-        cols[c] = pa.array(getattr(ratings, c)[:n, j].astype(np.float64))
-    return pa.table(cols, schema=MATRIX_SCHEMA)
+def _parse_bars(data: pa.Buffer | Path, where: Path) -> dict[str, np.ndarray]:
+    """OHLCV columns of a stored file as numpy (timestamp datetime64[ns], UTC), no pandas."""
+    try:
+        # one small file per symbol: Arrow's own thread pool costs more than it decodes
+        table = pq.ParquetFile(pa.BufferReader(data) if isinstance(data, pa.Buffer) else data
+                               ).read(columns=["timestamp", *FIELDS], use_threads=False)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{where}: unreadable parquet ({exc}); delete it and re-run data-ingest"
+                        " to fetch it again") from exc
+    out = {f: table[f].to_numpy() for f in FIELDS}
+    out["timestamp"] = table["timestamp"].cast(_TS).to_numpy()
+    return out
 
 
 def _read_bars(path: Path) -> dict[str, np.ndarray]:
-    """A stored OHLCV file as numpy columns (timestamp as datetime64[ns] UTC), no pandas."""
-    table = pq.read_table(path, columns=["timestamp", *FIELDS])
-    out = {f: table[f].to_numpy() for f in FIELDS}
-    out["timestamp"] = table["timestamp"].cast(pa.timestamp("ns", tz="UTC")).to_numpy()
-    return out
+    return _parse_bars(path, path)
+
+
+def _load(path: Path, old_fp: str | None) -> tuple[str, dict[str, np.ndarray] | None]:
+    """(fingerprint, bars): one read of the file serves both; bars None when unchanged."""
+    data = path.read_bytes()
+    fp = fingerprint_bytes(data, FINGERPRINT_DIGITS)
+    return fp, (None if fp == old_fp else _parse_bars(pa.py_buffer(data), path))
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """One chunk: fingerprints of its present symbols (sorted), the symbols whose old rows
+    stay, and the rows of the recomputed ones (symbol-major, time-ordered)."""
+
+    fingerprints: dict[str, str]
+    kept: list[str]
+    fresh: pa.Table
+
+
+def _fresh_table(symbols: list[str], bars: list[dict[str, np.ndarray]]) -> pa.Table:
+    """Step 3: rows of `symbols` laid out column-wise from one ratings panel."""
+    if not symbols:
+        return MATRIX_SCHEMA.empty_table()
+    panel, counts = frames_panel(bars)
+    ratings = rate(panel)
+    # (T, N) -> symbol-major: boolean indexing walks the transposed view row by row
+    present = (np.arange(panel["close"].shape[0])[None, :] < counts[:, None])
+    cols: dict[str, pa.Array] = {
+        "timestamp": pa.array(np.concatenate([b["timestamp"] for b in bars]), type=_TS),
+        "symbol": pa.array(symbols, type=pa.string()).take(
+            pa.array(np.repeat(np.arange(len(symbols)), counts))),
+    }
+    for c in RATING_COLUMNS:
+        cols[c] = pa.array(getattr(ratings, c).T[present])
+    return pa.table(cols, schema=MATRIX_SCHEMA)
+
+
+def compute_chunk(lake: Lakehouse, chunk: list[Source], old: dict[str, str]) -> ChunkResult:
+    """Step 3 for one chunk of sources (sorted by symbol); pure apart from reading files, so
+    any worker that sees the data dir can run it."""
+    paths = [(s, lake.ohlcv_path(p, tf, s)) for p, tf, s in chunk]
+    paths = [(s, path) for s, path in paths if path.exists()]
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        loaded = list(pool.map(lambda sp: _load(sp[1], old.get(sp[0])), paths))
+    fps = {s: fp for (s, _), (fp, _) in zip(paths, loaded, strict=True)}
+    fresh = [(s, b) for (s, _), (_, b) in zip(paths, loaded, strict=True) if b is not None]
+    kept = [s for (s, _), (_, b) in zip(paths, loaded, strict=True) if b is None]
+    return ChunkResult(fps, kept, _fresh_table([s for s, _ in fresh], [b for _, b in fresh]))
 
 
 def _by_symbol(table: pa.Table) -> dict[str, pa.Table]:
@@ -94,64 +160,124 @@ def read_fingerprints(path: Path) -> dict[str, str]:
     return json.loads(raw) if raw else {}
 
 
-def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
-             chunk_symbols: int = CHUNK_SYMBOLS) -> dict[str, int]:
-    """Steps 1-4 for `sources` = [(provider, timeframe, symbol)] of healthy symbols."""
+def _chunk_results(lake: Lakehouse, chunks: list[list[Source]], old: dict[str, str],
+                   executor: Executor | None, in_flight: int) -> Iterator[ChunkResult]:
+    """Results in chunk order, at most `in_flight` chunks computed at a time: on local
+    threads (one chunk's reads overlap another's ratings) or through `executor`."""
+    if executor is None:
+        with ThreadPoolExecutor(in_flight) as pool:
+            it = iter(chunks)
+            ahead = deque(pool.submit(compute_chunk, lake, c, old) for c in islice(it, in_flight))
+            while ahead:
+                res = ahead.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    ahead.append(pool.submit(compute_chunk, lake, nxt, old))
+                yield res
+        return
+    for start in range(0, len(chunks), in_flight):
+        window = list(enumerate(chunks[start:start + in_flight]))
+        done: dict[int, ChunkResult] = {}
+        for out in executor.map(lambda ic: compute_chunk(lake, ic[1], old), window):
+            if out.error is not None:
+                raise out.error
+            assert out.value is not None
+            done[out.item[0]] = out.value
+        yield from (done[i] for i in range(len(window)))
+
+
+class _Writer:
+    """The matrix's one writer: row groups encoded on a background thread (parquet encoding
+    releases the GIL), one group in flight, so writing overlaps the next chunk's work.
+    Daily timestamps delta-encode to almost nothing; ratings take few distinct values, so
+    they (and symbol) stay dictionary-encoded."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = pq.ParquetWriter(
+            path, MATRIX_SCHEMA, compression="zstd",
+            use_dictionary=["symbol", *RATING_COLUMNS],
+            column_encoding={"timestamp": "DELTA_BINARY_PACKED"},
+        )
+        self._pool = ThreadPoolExecutor(1)
+        self._last: Future[None] | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._last is not None:
+            self._last.result()
+        self._last = self._pool.submit(self._file.write_table, table)
+
+    def close(self, metadata: dict[bytes, bytes]) -> None:
+        if self._last is not None:
+            self._last.result()
+        self._pool.shutdown()
+        self._file.add_key_value_metadata(metadata)
+        self._file.close()
+
+
+def backfill(lake: Lakehouse, sources: list[Source], chunk_symbols: int = CHUNK_SYMBOLS,
+             executor: Executor | None = None, in_flight: int = 2) -> dict[str, int]:
+    """Steps 1-4 for `sources` = [(provider, timeframe, symbol)] of healthy symbols.
+    `executor` (e.g. Ray) computes chunks; this process alone writes the matrix."""
     target = lake.features_matrix_path
-    old = read_fingerprints(target)
     old_ds = ds.dataset(target) if target.exists() else None
+    old = read_fingerprints(target) if old_ds is not None else {}
     todo = sorted(set(sources), key=lambda s: s[2])
+    chunks = [todo[i:i + chunk_symbols] for i in range(0, len(todo), chunk_symbols)]
     fps: dict[str, str] = {}
     counts = {"symbols": 0, "recomputed": 0, "kept": 0, "rows": 0}
-    with atomic_path(target) as tmp:
-        writer: pq.ParquetWriter | None = None
-        for start in range(0, len(todo), chunk_symbols):
-            chunk = todo[start:start + chunk_symbols]
-            fresh: list[tuple[str, dict[str, np.ndarray]]] = []
-            keep: list[str] = []
-            for provider, tf, symbol in chunk:
-                path = lake.ohlcv_path(provider, tf, symbol)
-                if not path.exists():
-                    continue
-                fp = fingerprint(path, digits=20)
-                fps[symbol] = fp
-                if old_ds is not None and old.get(symbol) == fp:
-                    keep.append(symbol)
-                else:
-                    fresh.append((symbol, _read_bars(path)))
-            parts: dict[str, pa.Table] = {}
-            if keep and old_ds is not None:
-                # the old matrix is sorted by symbol and written one row group per chunk, so
-                # the range bounds let parquet statistics skip the row groups of other chunks
-                where = ((ds.field("symbol") >= keep[0]) & (ds.field("symbol") <= keep[-1])
-                         & ds.field("symbol").isin(keep))
-                parts.update(_by_symbol(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA)))
-            if fresh:
-                panel, _ = frames_panel([b for _, b in fresh])
-                ratings = rate(panel)
-                for j, (symbol, bars) in enumerate(fresh):
-                    parts[symbol] = _rows(symbol, bars["timestamp"], ratings, j)
-            if not parts:
+    held: list[ChunkResult] = []  # unchanged chunks, until some chunk needs writing
+    with contextlib.ExitStack() as stack:
+        writer: _Writer | None = None
+        for res in _chunk_results(lake, chunks, old, executor, in_flight):
+            fps.update(res.fingerprints)
+            counts["recomputed"] += len(res.fingerprints) - len(res.kept)
+            counts["kept"] += len(res.kept)
+            held.append(res)
+            if writer is None and len(res.kept) == len(res.fingerprints):
                 continue
-            table = pa.concat_tables([parts[s] for s in sorted(parts)])
             if writer is None:
-                writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
-            writer.write_table(table)
-            counts["recomputed"] += len(fresh)
-            counts["kept"] += len(keep)
-            counts["rows"] += table.num_rows
-        if writer is None:
-            writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
-        writer.add_key_value_metadata({_META_KEY: json.dumps(fps, sort_keys=True).encode()})
-        writer.close()
+                writer = _Writer(stack.enter_context(atomic_path(target)))
+            for pending in held:
+                counts["rows"] += _write_chunk(writer, pending, old_ds)
+            held = []
+        if writer is None and fps == old and old_ds is not None:
+            # step 2: the stored matrix is exactly this build's; leave it as it is
+            counts.update(symbols=len(fps), rows=old_ds.count_rows())
+            return counts
+        if writer is None:  # symbols dropped (or a first, empty build): rewrite what stays
+            writer = _Writer(stack.enter_context(atomic_path(target)))
+            for pending in held:
+                counts["rows"] += _write_chunk(writer, pending, old_ds)
+        writer.close({_META_KEY: json.dumps(fps, sort_keys=True).encode()})
     counts["symbols"] = len(fps)
     return counts
+
+
+def _write_chunk(writer: _Writer, res: ChunkResult, old_ds: ds.Dataset | None) -> int:
+    """One row group: the chunk's kept old rows and fresh rows, in symbol order."""
+    parts: dict[str, pa.Table] = {}
+    if res.kept and old_ds is not None:
+        # the old matrix is sorted by symbol and written one row group per chunk, so the
+        # range bounds let parquet statistics skip the row groups of other chunks
+        keep = res.kept
+        where = ((ds.field("symbol") >= keep[0]) & (ds.field("symbol") <= keep[-1])
+                 & ds.field("symbol").isin(keep))
+        parts.update(_by_symbol(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA)))
+    if not parts:
+        table = res.fresh
+    else:
+        parts.update(_by_symbol(res.fresh))
+        table = pa.concat_tables([parts[s] for s in sorted(parts)])
+    if table.num_rows:
+        writer.write(table)
+    return table.num_rows
 
 
 def snapshot(lake: Lakehouse, provider: Any, timeframe: str,
              symbols_by_universe: dict[str, list[str]], as_of: pd.Timestamp,
              run_id: str) -> dict[str, int]:
-    """feature-ingest steps 1-3. Returns counts by source."""
+    """feature-ingest steps 1-3. Returns counts by source. Stored bars are read and rated
+    `CHUNK_SYMBOLS` at a time (threaded Arrow reads), so memory stays bounded by a chunk."""
     frames = []
     counts = {"symbols": 0, "from_provider": 0, "computed": 0, "no_bars": 0}
     for universe, symbols in sorted(symbols_by_universe.items()):
@@ -161,17 +287,13 @@ def snapshot(lake: Lakehouse, provider: Any, timeframe: str,
             frames.append(got)
             counts["from_provider"] += len(got)
             symbols = sorted(set(symbols) - set(got["symbol"]))
-        stored = [(s, lake.read_ohlcv(provider.name, timeframe, s)) for s in sorted(symbols)]
-        have = [(s, b) for s, b in stored if b is not None and len(b)]
-        counts["no_bars"] += len(stored) - len(have)
-        if have:
-            panel, n = frames_panel([b for _, b in have])
-            vals = last_values(rate(panel), n)
-            vals.insert(0, "symbol", [s for s, _ in have])
-            vals.insert(1, "timestamp", [b["timestamp"].iloc[-1] for _, b in have])
-            vals["source"] = "computed"
-            frames.append(vals)
-            counts["computed"] += len(have)
+        todo = sorted(symbols)
+        for start in range(0, len(todo), CHUNK_SYMBOLS):
+            vals = _last_ratings(lake, provider.name, timeframe, todo[start:start + CHUNK_SYMBOLS])
+            counts["no_bars"] += min(CHUNK_SYMBOLS, len(todo) - start) - len(vals)
+            if len(vals):
+                frames.append(vals)
+                counts["computed"] += len(vals)
     if frames:
         out = pd.concat(frames, ignore_index=True)
         out["provider"] = provider.name
@@ -180,3 +302,23 @@ def snapshot(lake: Lakehouse, provider: Any, timeframe: str,
         write_parquet(out.sort_values("symbol").reset_index(drop=True), path)
     counts["symbols"] = sum(len(v) for v in symbols_by_universe.values())
     return counts
+
+
+def _last_ratings(lake: Lakehouse, provider: str, timeframe: str,
+                  symbols: list[str]) -> pd.DataFrame:
+    """symbol, timestamp (its last stored bar), adx and recommend_* there, for the symbols
+    of `symbols` that have stored bars."""
+    paths = [(s, lake.ohlcv_path(provider, timeframe, s)) for s in symbols]
+    paths = [(s, p) for s, p in paths if p.exists()]
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        bars = list(pool.map(lambda sp: _read_bars(sp[1]), paths))
+    have = [(s, b) for (s, _), b in zip(paths, bars, strict=True) if len(b["close"])]
+    if not have:
+        return pd.DataFrame()
+    panel, n = frames_panel([b for _, b in have])
+    vals = last_values(rate(panel), n)
+    last = np.array([b["timestamp"][-1] for _, b in have], dtype="datetime64[ns]")
+    vals.insert(0, "symbol", [s for s, _ in have])
+    vals.insert(1, "timestamp", pd.DatetimeIndex(last).tz_localize("UTC"))
+    vals["source"] = "computed"
+    return vals
