@@ -87,8 +87,12 @@ def _read_bars(path: Path) -> dict[str, np.ndarray]:
 
 
 def _load(path: Path, old_fp: str | None) -> tuple[str, dict[str, np.ndarray] | None]:
-    """(fingerprint, bars): one read of the file serves both; bars None when unchanged."""
-    data = path.read_bytes()
+    """(fingerprint, bars): one read of the file serves both; bars None when unchanged.
+    A missing file gives ("", None)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "", None
     fp = fingerprint_bytes(data, FINGERPRINT_DIGITS)
     return fp, (None if fp == old_fp else _parse_bars(pa.py_buffer(data), path))
 
@@ -125,12 +129,12 @@ def compute_chunk(lake: Lakehouse, chunk: list[Source], old: dict[str, str]) -> 
     """Step 3 for one chunk of sources (sorted by symbol); pure apart from reading files, so
     any worker that sees the data dir can run it."""
     paths = [(s, lake.ohlcv_path(p, tf, s)) for p, tf, s in chunk]
-    paths = [(s, path) for s, path in paths if path.exists()]
     with ThreadPoolExecutor(READ_THREADS) as pool:
         loaded = list(pool.map(lambda sp: _load(sp[1], old.get(sp[0])), paths))
-    fps = {s: fp for (s, _), (fp, _) in zip(paths, loaded, strict=True)}
-    fresh = [(s, b) for (s, _), (_, b) in zip(paths, loaded, strict=True) if b is not None]
-    kept = [s for (s, _), (_, b) in zip(paths, loaded, strict=True) if b is None]
+    found = [(s, fp, b) for (s, _), (fp, b) in zip(paths, loaded, strict=True) if fp]
+    fps = {s: fp for s, fp, _ in found}
+    fresh = [(s, b) for s, _, b in found if b is not None]
+    kept = [s for s, _, b in found if b is None]
     return ChunkResult(fps, kept, _fresh_table([s for s, _ in fresh], [b for _, b in fresh]))
 
 

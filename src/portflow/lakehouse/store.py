@@ -120,9 +120,17 @@ class Lakehouse:
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - one Lakehouse per data dir, long-lived
     def _ohlcv_path(self, provider: str, timeframe: str, symbol: str) -> Path:
+        path = self._ohlcv_dir(provider, timeframe) / f"{symbol_key(symbol)}.parquet"
+        # The folder is checked once; the name has no separator and is not dots-only, so
+        # only a symlink could lead out of it (one lstat instead of a full resolve: a
+        # backfill looks up thousands of paths in a fresh process).
+        return self._inside(path) if path.is_symlink() else path
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one Lakehouse per data dir, long-lived
+    def _ohlcv_dir(self, provider: str, timeframe: str) -> Path:
         p = self._part(provider, "provider")
         tf = self._part(timeframe, "timeframe")
-        return self._inside(self.root / "ohlcv" / p / tf / f"{symbol_key(symbol)}.parquet")
+        return self._inside(self.root / "ohlcv" / p / tf)
 
     def quarantine_dir(self, provider: str, timeframe: str, symbol: str) -> Path:
         p = self._part(provider, "provider")
