@@ -571,6 +571,7 @@ def _plant(
 
 # ----------------------------------------------------------------------------- cache
 
+_RATING_BLOCK = 1000  # columns rated at once by a scan (bounded memory, same values)
 _CACHE_LOCK = threading.Lock()
 _CACHE: dict[tuple[Any, ...], _Panel] = {}
 _KEY_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
@@ -771,11 +772,17 @@ class SyntheticProvider:
                 "market_cap": c_now * panel.supply[cols],
             }
         )
-        bars = {
-            name: getattr(panel, name)[: last_closed + 1, cols]
-            for name in ("open", "high", "low", "close", "volume")
-        }
-        ratings = self._rating_fields(universe, symbols, bars)
+        # Ratings over each symbol's whole history, a block of columns at a time: at 10,000
+        # symbols one panel with its left-aligned copy and outputs would take several GiB.
+        parts = []
+        for at in range(0, cols.size, _RATING_BLOCK):
+            block = cols[at : at + _RATING_BLOCK]
+            bars = {
+                name: getattr(panel, name)[: last_closed + 1, block]
+                for name in ("open", "high", "low", "close", "volume")
+            }
+            parts.append(self._rating_fields(universe, symbols[at : at + _RATING_BLOCK], bars))
+        ratings = pd.concat(parts, ignore_index=True)
         for name in ratings.columns:
             frame[name] = ratings[name].to_numpy()
         return frame[SCAN_COLUMNS]
