@@ -47,9 +47,9 @@ seconds = time.perf_counter() - t
 peak = peak_rss_gib()
 kernel = None
 if sys.argv[2] == "kernel":  # the floor: the same chunks through the ratings kernel, no I/O
-    from portflow.data.features import CHUNK_SYMBOLS, _read_bars
+    from portflow.data.features import CHUNK_SYMBOLS
     from portflow.ratings.panel import frames_panel, rate
-    bars = [_read_bars(lake.ohlcv_path(*s)) for s in sorted(sources, key=lambda s: s[2])]
+    bars = [lake.read_ohlcv_arrays(*s) for s in sorted(sources, key=lambda s: s[2])]
     panels = [frames_panel(bars[i:i + CHUNK_SYMBOLS])[0]
               for i in range(0, len(bars), CHUNK_SYMBOLS)]
     t = time.perf_counter()

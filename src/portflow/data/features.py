@@ -48,8 +48,8 @@ import pyarrow.parquet as pq
 from portflow.errors import DataError
 from portflow.executors import Executor
 from portflow.lakehouse.atomic import atomic_path, fingerprint_bytes, write_parquet
-from portflow.lakehouse.store import Lakehouse
-from portflow.ratings.panel import FIELDS, frames_panel, last_values, rate
+from portflow.lakehouse.store import Lakehouse, ohlcv_arrays
+from portflow.ratings.panel import frames_panel, last_values, rate
 
 CHUNK_SYMBOLS = 250
 READ_THREADS = 4
@@ -68,24 +68,6 @@ _TS = pa.timestamp("ns", tz="UTC")
 Source = tuple[str, str, str]  # (provider, timeframe, symbol)
 
 
-def _parse_bars(data: pa.Buffer | Path, where: Path) -> dict[str, np.ndarray]:
-    """OHLCV columns of a stored file as numpy (timestamp datetime64[ns], UTC), no pandas."""
-    try:
-        # one small file per symbol: Arrow's own thread pool costs more than it decodes
-        table = pq.ParquetFile(pa.BufferReader(data) if isinstance(data, pa.Buffer) else data
-                               ).read(columns=["timestamp", *FIELDS], use_threads=False)
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"{where}: unreadable parquet ({exc}); delete it and re-run data-ingest"
-                        " to fetch it again") from exc
-    out = {f: table[f].to_numpy() for f in FIELDS}
-    out["timestamp"] = table["timestamp"].cast(_TS).to_numpy()
-    return out
-
-
-def _read_bars(path: Path) -> dict[str, np.ndarray]:
-    return _parse_bars(path, path)
-
-
 def _load(path: Path, old_fp: str | None) -> tuple[str, dict[str, np.ndarray] | None]:
     """(fingerprint, bars): one read of the file serves both; bars None when unchanged.
     A missing file gives ("", None)."""
@@ -94,7 +76,7 @@ def _load(path: Path, old_fp: str | None) -> tuple[str, dict[str, np.ndarray] | 
     except FileNotFoundError:
         return "", None
     fp = fingerprint_bytes(data, FINGERPRINT_DIGITS)
-    return fp, (None if fp == old_fp else _parse_bars(pa.py_buffer(data), path))
+    return fp, (None if fp == old_fp else ohlcv_arrays(pa.py_buffer(data), str(path)))
 
 
 @dataclass(frozen=True)
@@ -116,7 +98,8 @@ def _fresh_table(symbols: list[str], bars: list[dict[str, np.ndarray]]) -> pa.Ta
     # (T, N) -> symbol-major: boolean indexing walks the transposed view row by row
     present = (np.arange(panel["close"].shape[0])[None, :] < counts[:, None])
     cols: dict[str, pa.Array] = {
-        "timestamp": pa.array(np.concatenate([b["timestamp"] for b in bars]), type=_TS),
+        "timestamp": pa.array(np.concatenate([b["timestamp"] for b in bars]).view(
+            "datetime64[ns]"), type=_TS),
         "symbol": pa.array(symbols, type=pa.string()).take(
             pa.array(np.repeat(np.arange(len(symbols)), counts))),
     }
@@ -312,16 +295,14 @@ def _last_ratings(lake: Lakehouse, provider: str, timeframe: str,
                   symbols: list[str]) -> pd.DataFrame:
     """symbol, timestamp (its last stored bar), adx and recommend_* there, for the symbols
     of `symbols` that have stored bars."""
-    paths = [(s, lake.ohlcv_path(provider, timeframe, s)) for s in symbols]
-    paths = [(s, p) for s, p in paths if p.exists()]
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        bars = list(pool.map(lambda sp: _read_bars(sp[1]), paths))
-    have = [(s, b) for (s, _), b in zip(paths, bars, strict=True) if len(b["close"])]
+        bars = list(pool.map(lambda s: lake.read_ohlcv_arrays(provider, timeframe, s), symbols))
+    have = [(s, b) for s, b in zip(symbols, bars, strict=True) if b is not None and len(b["close"])]
     if not have:
         return pd.DataFrame()
     panel, n = frames_panel([b for _, b in have])
     vals = last_values(rate(panel), n)
-    last = np.array([b["timestamp"][-1] for _, b in have], dtype="datetime64[ns]")
+    last = np.array([b["timestamp"][-1] for _, b in have], dtype="int64").view("datetime64[ns]")
     vals.insert(0, "symbol", [s for s, _ in have])
     vals.insert(1, "timestamp", pd.DatetimeIndex(last).tz_localize("UTC"))
     vals["source"] = "computed"

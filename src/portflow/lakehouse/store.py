@@ -30,12 +30,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from portflow.errors import DataError, UsageError
 from portflow.lakehouse import atomic
 
 OHLCV_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
+BAR_FIELDS = ("open", "high", "low", "close", "volume")
+_TS = pa.timestamp("ns", tz="UTC")
 HEALTH_COLUMNS = [
     "provider",
     "symbol",
@@ -91,6 +94,21 @@ OHLCV_PARQUET_OPTIONS: dict[str, object] = {
     "use_dictionary": ["symbol"],
     "column_encoding": {"timestamp": "DELTA_BINARY_PACKED"},
 }
+
+
+def ohlcv_arrays(data: pa.Buffer | Path, where: str) -> dict[str, np.ndarray]:
+    """Parse a stored OHLCV file (its bytes, or its path) into numpy columns: `timestamp`
+    int64 ns UTC and `BAR_FIELDS` float64. `where` names the file in the error."""
+    try:
+        # one small file per symbol: Arrow's own thread pool costs more than it decodes
+        table = pq.ParquetFile(pa.BufferReader(data) if isinstance(data, pa.Buffer) else data
+                               ).read(columns=["timestamp", *BAR_FIELDS], use_threads=False)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{where}: unreadable parquet ({exc}); delete it and re-run"
+                        " data-ingest to fetch it again") from exc
+    out = {f: table[f].to_numpy() for f in BAR_FIELDS}
+    out["timestamp"] = table["timestamp"].cast(_TS).to_numpy().view("int64")
+    return out
 
 
 class Lakehouse:
@@ -185,22 +203,39 @@ class Lakehouse:
         df["timestamp"] = utc_timestamps(df["timestamp"])
         return df
 
-    def write_ohlcv(self, provider: str, timeframe: str, symbol: str, bars: pd.DataFrame) -> Path:
-        """Store bars sorted by timestamp, unique timestamps, SPEC columns only.
+    def read_ohlcv_arrays(self, provider: str, timeframe: str,
+                          symbol: str) -> dict[str, np.ndarray] | None:
+        """A symbol's stored bars as numpy columns — `timestamp` (int64 ns UTC, sorted) and
+        `open`..`volume` (float64) — or None when it has no file. The hot paths (ingest,
+        feature-ingest, backfill) use this instead of :meth:`read_ohlcv`: no pandas."""
+        path = self.ohlcv_path(provider, timeframe, symbol)
+        try:
+            return ohlcv_arrays(pa.py_buffer(path.read_bytes()), self.relative(path))
+        except FileNotFoundError:
+            return None
 
-        Built straight into an Arrow table from numpy arrays: this runs once per symbol on
-        the ingest hot path, where pandas copies would hold the GIL for most of the time."""
-        ts = utc_timestamps(bars["timestamp"]).to_numpy(dtype="datetime64[ns]")
-        order = np.argsort(ts, kind="stable")
-        ts = ts[order]
-        if len(ts) > 1 and not (np.diff(ts.view("int64")) > 0).all():
+    def write_ohlcv(self, provider: str, timeframe: str, symbol: str, bars: pd.DataFrame) -> Path:
+        """Store bars sorted by timestamp, unique timestamps, SPEC columns only."""
+        ts = utc_timestamps(bars["timestamp"]).to_numpy(dtype="datetime64[ns]").view("int64")
+        prices = {c: bars[c].to_numpy(dtype="float64") for c in BAR_FIELDS}
+        return self.write_ohlcv_arrays(provider, timeframe, symbol, ts, prices)
+
+    def write_ohlcv_arrays(self, provider: str, timeframe: str, symbol: str,
+                           timestamp_ns: np.ndarray, prices: dict[str, np.ndarray]) -> Path:
+        """:meth:`write_ohlcv` from numpy columns (timestamps as int64 ns UTC).
+
+        Built straight into an Arrow table: this runs once per symbol on the ingest hot
+        path, where pandas copies would hold the GIL for most of the time."""
+        order = np.argsort(timestamp_ns, kind="stable")
+        ts = np.asarray(timestamp_ns, dtype="int64")[order]
+        if len(ts) > 1 and not (np.diff(ts) > 0).all():
             raise DataError(f"{symbol}: refusing to store duplicate timestamps")
         cols: dict[str, pa.Array] = {
-            "timestamp": pa.array(ts, type=pa.timestamp("ns", tz="UTC")),
+            "timestamp": pa.array(ts.view("datetime64[ns]"), type=_TS),
             "symbol": pa.repeat(pa.scalar(symbol, type=pa.string()), len(ts)),
         }
-        for c in ("open", "high", "low", "close", "volume"):
-            cols[c] = pa.array(bars[c].to_numpy(dtype="float64")[order])
+        for c in BAR_FIELDS:
+            cols[c] = pa.array(np.asarray(prices[c], dtype="float64")[order])
         path = self.ohlcv_path(provider, timeframe, symbol)
         atomic.write_table(pa.table(cols), path, **OHLCV_PARQUET_OPTIONS)
         return path
