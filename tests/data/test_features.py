@@ -83,3 +83,29 @@ def test_snapshot_holds_todays_ratings_from_the_lakehouse(phase1_data: Path) -> 
     common = sorted(set(last.index) & set(snap.index))
     assert len(common) > 50
     np.testing.assert_allclose(snap.loc[common, "recommend_all"], last.loc[common, "recommend_all"])
+
+
+def test_backfill_through_an_executor_writes_the_same_matrix(phase1_data: Path) -> None:
+    """Chunks computed by executor workers (here threads; Ray in test_flow_executors) and
+    written by the caller give the same file content as the local path."""
+    from portflow.executors import LocalExecutor
+
+    lake = Lakehouse(phase1_data)
+    sources = _healthy_sources(lake)
+    before = pd.read_parquet(lake.features_matrix_path)
+    lake.features_matrix_path.unlink()
+    counts = backfill(lake, sources, chunk_symbols=7, executor=LocalExecutor(3), in_flight=3)
+    assert counts["recomputed"] == len(sources)
+    pd.testing.assert_frame_equal(pd.read_parquet(lake.features_matrix_path), before)
+
+
+def test_a_dropped_symbol_rewrites_the_matrix_without_it(phase1_data: Path) -> None:
+    lake = Lakehouse(phase1_data)
+    sources = _healthy_sources(lake)
+    before = pd.read_parquet(lake.features_matrix_path)
+    counts = backfill(lake, sources[1:])
+    assert counts["recomputed"] == 0 and counts["kept"] == len(sources) - 1
+    after = pd.read_parquet(lake.features_matrix_path)
+    pd.testing.assert_frame_equal(
+        after, before[before["symbol"] != sources[0][2]].reset_index(drop=True))
+    assert sources[0][2] not in read_fingerprints(lake.features_matrix_path)

@@ -32,6 +32,7 @@ import functools
 import math
 import queue
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -360,21 +361,25 @@ class RemoteIngest:
     timeframe: str
     recheck_toxic: bool
     health: dict[str, dict[str, Any]]
-    _built: Ingestor | None = field(default=None, init=False, repr=False, compare=False)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_built": None}
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __call__(self, t: Target) -> Outcome:
-        if self._built is None:
+        # a worker may unpickle this spec once per task: build its Ingestor once per process
+        built = _WORKER_INGESTORS.get(self.key)
+        if built is None:
             from portflow.providers import get_provider
 
-            self._built = Ingestor(
+            built = Ingestor(
                 Lakehouse(self.data_dir), get_provider(self.provider, self.options),
                 self.as_of, self.history_bars, self.freshness_hours, self.timeframe,
                 self.recheck_toxic, health=self.health,
             )
-        return self._built.one(t)
+            _WORKER_INGESTORS.clear()  # one ingestion at a time per worker process
+            _WORKER_INGESTORS[self.key] = built
+        return built.one(t)
+
+
+_WORKER_INGESTORS: dict[str, Ingestor] = {}
 
 
 def remote_ingest(ingestor: Ingestor, provider_options: dict[str, Any]) -> RemoteIngest:
