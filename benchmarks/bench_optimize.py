@@ -94,9 +94,9 @@ def rows(quick: bool) -> list[Row]:
     )
 
     # HRP before caps: the kernel the spec pins to skfolio. Both start from the returns; one
-    # covariance serves our distances and risks.
+    # covariance (one BLAS thread, see hrp.sample_covariance) serves our distances and risks.
     def ours_hrp() -> np.ndarray:
-        cov = np.cov(x, rowvar=False, ddof=1)
+        cov = hrp.sample_covariance(x)
         tree = hrp.seriate(hrp.covariance_distance(cov), "ward")
         return hrp.hrp_weights(cov, tree.order)
 
