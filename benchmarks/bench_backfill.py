@@ -33,18 +33,18 @@ CHILD = r"""
 import json, sys, time
 from portflow.data.features import backfill
 from portflow.lakehouse.store import Lakehouse
-from portflow.resources import peak_rss_gib, reset_peak_rss
+from portflow.resources import PeakRss
 lake = Lakehouse(sys.argv[1])
 h = lake.read_health()
 sources = [("synthetic", "1d", s) for s in h.loc[h["status"] == "healthy", "symbol"]]
 import numpy as np
 from portflow.ratings import compute_ratings
 compute_ratings(*np.ones((5, 300, 1)))  # load the compiled kernels: process start-up, not timed
-reset_peak_rss()
-t = time.perf_counter()
-counts = backfill(lake, sources)
-seconds = time.perf_counter() - t
-peak = peak_rss_gib()
+with PeakRss() as window:
+    t = time.perf_counter()
+    counts = backfill(lake, sources)
+    seconds = time.perf_counter() - t
+peak = window.gib
 kernel = None
 if sys.argv[2] == "kernel":  # the floor: the same chunks through the ratings kernel, no I/O
     from portflow.data.features import CHUNK_SYMBOLS

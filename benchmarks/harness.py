@@ -25,10 +25,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from portflow.resources import peak_rss_gib, reset_peak_rss
+from portflow.resources import PeakRss
 
 #: Rows are sent from a benchmark process to the runner on one stdout line with this prefix.
 ROWS_PREFIX = "BENCH-ROWS "
@@ -107,18 +107,8 @@ class Row:
         return cls(**d, targets=targets)
 
 
-@dataclass
-class PeakWindow:
-    """Peak RSS of this process over a `with` block (see portflow.resources)."""
-
-    gib: float = field(default=0.0)
-
-    def __enter__(self) -> PeakWindow:
-        reset_peak_rss()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.gib = peak_rss_gib()
+#: Peak RSS of this process over a `with` block: ``with PeakWindow() as p: ...; p.gib``.
+PeakWindow = PeakRss
 
 
 def _seconds(x: float | None) -> str:

@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=2500)
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it")
     ap.add_argument("--no-save", action="store_true", help="do not update results/scale.json")
+    ap.add_argument("--data-only", action="store_true", help="skip the production half")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="portflow-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -109,25 +110,35 @@ def main() -> None:
     result["flow_data"] = {"seconds": round(wall, 1), "peak_rss_gib": round(peak, 2),
                            "steps": steps_of(data, "big-data")}
     # Step 4: the production half, once flow-production runs validation (the integrator's).
-    rc, _, _ = run_measured([*base, "flow-data", "--profile", "top_crypto", "--run-id",
-                             "top-data"], work / "top-data.log")
-    prc, pwall, ppeak = run_measured([*base, "flow-production", "--profile", "top_crypto",
-                                      "--skip-analysis", "--run-id", "top-prod"],
-                                     work / "production.log")
-    validated = (data / "runs" / "top-prod" / "validation" / "windows.parquet").exists()
-    if rc == 0 and prc == 0 and validated:
-        result["production"] = {"seconds": round(pwall, 1), "peak_rss_gib": round(ppeak, 2),
-                                "steps": steps_of(data, "top-prod")}
+    if args.data_only:
+        result["production"] = {"status": "skipped (--data-only)"}
     else:
-        why = "not available yet" if prc == 0 or rc != 0 else f"exited {prc}"
-        result["production"] = {"status": f"{why} (validation/windows.parquet missing)"
-                                if prc == 0 else why}
+        result["production"] = production_half(base, data, work)
     if not args.no_save:
         RESULT.parent.mkdir(exist_ok=True)
         RESULT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     if args.keep is None:
         shutil.rmtree(work)
+
+
+def production_half(base: list[str], data: Path, work: Path) -> dict[str, object]:
+    """Step 4: the top 2,000 through flow-production with validation (no analysis)."""
+    rc, _, _ = run_measured([*base, "flow-data", "--profile", "top_crypto", "--run-id",
+                             "top-data"], work / "top-data.log")
+    prc, pwall, ppeak = run_measured([*base, "flow-production", "--profile", "top_crypto",
+                                      "--skip-analysis", "--run-id", "top-prod"],
+                                     work / "production.log")
+    validated = (data / "runs" / "top-prod" / "validation" / "windows.parquet").exists()
+    if rc != 0:
+        return {"status": f"flow-data top_crypto exited {rc}"}
+    if prc != 0:
+        return {"status": f"flow-production exited {prc}", "seconds": round(pwall, 1)}
+    if not validated:
+        return {"status": "validation not available yet (no validation/windows.parquet)",
+                "seconds": round(pwall, 1), "peak_rss_gib": round(ppeak, 2)}
+    return {"seconds": round(pwall, 1), "peak_rss_gib": round(ppeak, 2),
+            "steps": steps_of(data, "top-prod")}
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import pandas as pd
 
 from portflow.errors import PortflowError, RunError, UsageError
 from portflow.lakehouse import atomic
-from portflow.resources import peak_rss_gib, reset_peak_rss
+from portflow.resources import PeakRss
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 KINDS = ("data", "production", "meta")
@@ -175,10 +175,11 @@ class Run:
         entry: dict[str, Any] = {"status": "running", "seconds": None, "counts": counts}
         self.record["steps"][name] = entry
         self.save()
-        reset_peak_rss()
+        peak = PeakRss()
         t0 = time.perf_counter()
         try:
-            yield counts
+            with peak:
+                yield counts
         except BaseException as exc:
             entry["status"] = "failed"
             entry["error"] = _one_line(exc)
@@ -187,7 +188,7 @@ class Run:
             entry["status"] = "succeeded"
         finally:
             entry["seconds"] = round(time.perf_counter() - t0, 3)
-            entry["peak_rss_gib"] = round(peak_rss_gib(), 3)
+            entry["peak_rss_gib"] = round(peak.gib, 3)
             self.save()
 
     def not_available(self, name: str) -> None:

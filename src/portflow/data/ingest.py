@@ -31,6 +31,7 @@ import concurrent.futures as cf
 import functools
 import math
 import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,7 +49,8 @@ from portflow.providers.base import Provider
 TOXIC_LOG_MOVE = math.log(6.0)
 FLAT_BARS = 5
 HEALTH_FLUSH_SECONDS = 2.0
-FINISH_THREADS = 4  # guard + merge + write: numpy, parquet encoding and fsync (GIL released)
+FINISH_THREADS = 8  # guard + merge + write: mostly parquet encoding and fsync (GIL released)
+BACKLOG = 4 * FINISH_THREADS  # fetched answers waiting for a writer, at most
 
 
 @dataclass(frozen=True)
@@ -395,28 +397,58 @@ def _pipeline(ingestor: Ingestor, targets: list[Target],
               jobs: int) -> Iterator[tuple[Target, Outcome | BaseException]]:
     """Producer/consumer: `jobs` threads only fetch (keeping `jobs` requests in flight),
     `FINISH_THREADS` threads guard, merge and write; (target, outcome or error) as each
-    symbol completes."""
+    symbol completes. At most `BACKLOG` fetched answers wait for a writer, so a provider
+    faster than the disk never piles the whole universe up in memory."""
     done: queue.SimpleQueue[tuple[Target, cf.Future[Any]]] = queue.SimpleQueue()
+    slots = threading.Semaphore(BACKLOG)
+    stopping = threading.Event()
     fetchers = cf.ThreadPoolExecutor(jobs, thread_name_prefix="ingest-fetch")
-    finishers = cf.ThreadPoolExecutor(min(jobs, FINISH_THREADS), thread_name_prefix="ingest-write")
+    # writers wait on fsync most of the time: as many as FINISH_THREADS, whatever `jobs` is
+    finishers = cf.ThreadPoolExecutor(FINISH_THREADS, thread_name_prefix="ingest-write")
+
+    def fetch(t: Target) -> Outcome | Fetched:
+        slots.acquire()
+        try:
+            if stopping.is_set():
+                raise cf.CancelledError()
+            got = ingestor.fetch(t)
+        except BaseException:
+            slots.release()
+            raise
+        if isinstance(got, Outcome):
+            slots.release()
+        return got
+
+    def written(t: Target, fut: cf.Future[Any]) -> None:
+        slots.release()
+        done.put((t, fut))
 
     def fetched(t: Target, fut: cf.Future[Any]) -> None:
-        if fut.exception() is not None or isinstance(fut.result(), Outcome):
+        if fut.cancelled() or fut.exception() is not None or isinstance(fut.result(), Outcome):
             done.put((t, fut))
             return
-        nxt = finishers.submit(ingestor.finish, fut.result())
-        nxt.add_done_callback(lambda f: done.put((t, f)))
+        try:
+            nxt = finishers.submit(ingestor.finish, fut.result())
+        except RuntimeError:  # shut down: the run is being abandoned
+            slots.release()
+            return
+        nxt.add_done_callback(functools.partial(written, t))
 
     try:
         for t in targets:
-            fetchers.submit(ingestor.fetch, t).add_done_callback(functools.partial(fetched, t))
+            fetchers.submit(fetch, t).add_done_callback(functools.partial(fetched, t))
         for _ in targets:
             t, fut = done.get()
             err = fut.exception()
             yield t, (err if err is not None else fut.result())
     finally:
-        fetchers.shutdown(wait=True, cancel_futures=True)
+        # abandoned early (an error, Ctrl-C): wake every fetcher waiting for a slot
+        stopping.set()
+        fetchers.shutdown(wait=False, cancel_futures=True)
+        for _ in range(jobs):
+            slots.release()
         finishers.shutdown(wait=True, cancel_futures=True)
+        fetchers.shutdown(wait=True)
 
 
 def run_ingest(
