@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -64,14 +65,16 @@ def build(data: Path, n_symbols: int, n_bars: int) -> None:
     provider = SyntheticProvider(sizes={UNIVERSE: n_symbols}, pathologies={UNIVERSE: []})
     lake = Lakehouse(data)
     start = AS_OF - pd.Timedelta(days=n_bars)
-    rows = []
-    for symbol in provider.symbols(UNIVERSE):
+
+    def store(symbol: str) -> dict[str, object]:
         bars = provider.fetch_ohlcv(UNIVERSE, symbol, start, AS_OF)
-        bars = bars[bars["timestamp"] < AS_OF]
-        lake.write_ohlcv("synthetic", "1d", symbol, bars)
-        rows.append({"provider": "synthetic", "symbol": symbol, "status": "healthy",
-                     "reason": "", "audited_at": pd.Timestamp.now(tz="UTC")})
-    lake.update_health(rows)
+        lake.write_ohlcv("synthetic", "1d", symbol, bars[bars["timestamp"] < AS_OF])
+        return {"provider": "synthetic", "symbol": symbol, "status": "healthy", "reason": "",
+                "audited_at": pd.Timestamp.now(tz="UTC")}
+
+    provider.fetch_ohlcv(UNIVERSE, provider.symbols(UNIVERSE)[0], start, AS_OF)  # generate
+    with ThreadPoolExecutor(4) as pool:  # file writes release the GIL
+        lake.update_health(list(pool.map(store, provider.symbols(UNIVERSE))))
 
 
 def child(data: Path, kernel: bool) -> dict[str, float]:
