@@ -109,3 +109,20 @@ def test_a_dropped_symbol_rewrites_the_matrix_without_it(phase1_data: Path) -> N
     pd.testing.assert_frame_equal(
         after, before[before["symbol"] != sources[0][2]].reset_index(drop=True))
     assert sources[0][2] not in read_fingerprints(lake.features_matrix_path)
+
+
+def test_a_rewritten_file_with_the_same_bars_is_kept_not_recomputed(phase1_data: Path) -> None:
+    """The stat shortcut never trusts a replaced file: it is re-hashed, and equal bytes
+    keep their rows."""
+    lake = Lakehouse(phase1_data)
+    sources = _healthy_sources(lake)
+    before = pd.read_parquet(lake.features_matrix_path)
+    symbol = sources[3][2]
+    bars = lake.read_ohlcv("synthetic", "1d", symbol)
+    assert bars is not None
+    lake.write_ohlcv("synthetic", "1d", symbol, bars)  # same bars, a new file (new inode)
+    counts = backfill(lake, sources)
+    assert counts["recomputed"] == 0 and counts["kept"] == len(sources)
+    pd.testing.assert_frame_equal(pd.read_parquet(lake.features_matrix_path), before)
+    again = backfill(lake, sources)
+    assert again["recomputed"] == 0 and again["kept"] == len(sources)

@@ -13,7 +13,11 @@ feature-backfill — the ratings history of every healthy symbol, `features_matr
    whose bars did not change keeps its old rows and only changed or new symbols are
    recomputed. Ratings at t use bars <= t only, so appending bars never changes old rows
    of a recomputed symbol either (tested). When every fingerprint and the symbol set are
-   those of the last build, the matrix is already right and is not rewritten.
+   those of the last build, the matrix is already right and is not rewritten. Like git's
+   index, the matrix also keeps each file's (inode, size, mtime_ns): a file whose stat is
+   unchanged keeps its recorded fingerprint without being read. Every lakehouse write
+   replaces the file by a rename (a new inode), so a rewritten file never matches; any
+   mismatch only costs a re-hash.
 3. Bounded memory: symbols are processed in sorted chunks of `CHUNK_SYMBOLS`. A chunk is
    computed by :func:`compute_chunk` — each file read once (its bytes are both hashed and
    parsed, on `READ_THREADS` threads: hashing and parquet decoding release the GIL), the
@@ -63,14 +67,24 @@ MATRIX_SCHEMA = pa.schema(
     ]
 )
 _META_KEY = b"portflow.fingerprints"
+_STAT_KEY = b"portflow.file_stats"  # symbol -> [inode, size, mtime_ns] of the hashed file
 _TS = pa.timestamp("ns", tz="UTC")
 
 Source = tuple[str, str, str]  # (provider, timeframe, symbol)
 
 
+def _stat(path: Path) -> list[int]:
+    """[inode, size, mtime_ns] of a file, [] when it is missing."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return []
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
 def _load(path: Path, old_fp: str | None) -> tuple[str, dict[str, np.ndarray] | None]:
-    """(fingerprint, bars): one read of the file serves both; bars None when unchanged.
-    A missing file gives ("", None)."""
+    """(fingerprint, bars): one read of the file serves both; bars None when its bytes are
+    unchanged. A missing file gives ("", None)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -85,6 +99,7 @@ class ChunkResult:
     stay, and the rows of the recomputed ones (symbol-major, time-ordered)."""
 
     fingerprints: dict[str, str]
+    stats: dict[str, list[int]]
     kept: list[str]
     fresh: pa.Table
 
@@ -108,17 +123,48 @@ def _fresh_table(symbols: list[str], bars: list[dict[str, np.ndarray]]) -> pa.Ta
     return pa.table(cols, schema=MATRIX_SCHEMA)
 
 
-def compute_chunk(lake: Lakehouse, chunk: list[Source], old: dict[str, str]) -> ChunkResult:
+@dataclass(frozen=True)
+class Previous:
+    """What the stored matrix records of its build: fingerprints and file stats by symbol."""
+
+    fingerprints: dict[str, str]
+    stats: dict[str, list[int]]
+
+
+def compute_chunk(lake: Lakehouse, chunk: list[Source], old: Previous) -> ChunkResult:
     """Step 3 for one chunk of sources (sorted by symbol); pure apart from reading files, so
     any worker that sees the data dir can run it."""
-    paths = [(s, lake.ohlcv_path(p, tf, s)) for p, tf, s in chunk]
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        loaded = list(pool.map(lambda sp: _load(sp[1], old.get(sp[0])), paths))
-    found = [(s, fp, b) for (s, _), (fp, b) in zip(paths, loaded, strict=True) if fp]
-    fps = {s: fp for s, fp, _ in found}
-    fresh = [(s, b) for s, _, b in found if b is not None]
-    kept = [s for s, _, b in found if b is None]
-    return ChunkResult(fps, kept, _fresh_table([s for s, _ in fresh], [b for _, b in fresh]))
+    fps: dict[str, str] = {}
+    stats: dict[str, list[int]] = {}
+    kept: list[str] = []
+    todo: list[tuple[str, Path]] = []
+    for provider, tf, symbol in chunk:
+        path = lake.ohlcv_path(provider, tf, symbol)
+        stat = _stat(path)
+        if not stat:
+            continue
+        stats[symbol] = stat
+        if old.stats.get(symbol) == stat and symbol in old.fingerprints:
+            fps[symbol] = old.fingerprints[symbol]  # the very file hashed last time
+            kept.append(symbol)
+        else:
+            todo.append((symbol, path))
+    fresh: list[tuple[str, dict[str, np.ndarray]]] = []
+    if todo:
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            loaded = list(pool.map(lambda sp: _load(sp[1], old.fingerprints.get(sp[0])), todo))
+        for (symbol, _), (fp, bars) in zip(todo, loaded, strict=True):
+            if not fp:  # vanished since its stat: nothing to rate
+                stats.pop(symbol)
+                continue
+            fps[symbol] = fp
+            if bars is None:
+                kept.append(symbol)
+            else:
+                fresh.append((symbol, bars))
+    kept.sort()
+    return ChunkResult(fps, stats, kept,
+                       _fresh_table([s for s, _ in fresh], [b for _, b in fresh]))
 
 
 def _by_symbol(table: pa.Table) -> dict[str, pa.Table]:
@@ -140,14 +186,18 @@ def _by_symbol(table: pa.Table) -> dict[str, pa.Table]:
 
 
 def read_fingerprints(path: Path) -> dict[str, str]:
+    return _previous(path).fingerprints
+
+
+def _previous(path: Path) -> Previous:
     if not path.exists():
-        return {}
+        return Previous({}, {})
     meta = pq.read_metadata(path).metadata or {}
-    raw = meta.get(_META_KEY)
-    return json.loads(raw) if raw else {}
+    fps, stats = meta.get(_META_KEY), meta.get(_STAT_KEY)
+    return Previous(json.loads(fps) if fps else {}, json.loads(stats) if stats else {})
 
 
-def _chunk_results(lake: Lakehouse, chunks: list[list[Source]], old: dict[str, str],
+def _chunk_results(lake: Lakehouse, chunks: list[list[Source]], old: Previous,
                    executor: Executor | None, in_flight: int) -> Iterator[ChunkResult]:
     """Results in chunk order, at most `in_flight` chunks computed at a time: on local
     threads (one chunk's reads overlap another's ratings) or through `executor`."""
@@ -207,16 +257,18 @@ def backfill(lake: Lakehouse, sources: list[Source], chunk_symbols: int = CHUNK_
     `executor` (e.g. Ray) computes chunks; this process alone writes the matrix."""
     target = lake.features_matrix_path
     old_ds = ds.dataset(target) if target.exists() else None
-    old = read_fingerprints(target) if old_ds is not None else {}
+    old = _previous(target) if old_ds is not None else Previous({}, {})
     todo = sorted(set(sources), key=lambda s: s[2])
     chunks = [todo[i:i + chunk_symbols] for i in range(0, len(todo), chunk_symbols)]
     fps: dict[str, str] = {}
+    stats: dict[str, list[int]] = {}
     counts = {"symbols": 0, "recomputed": 0, "kept": 0, "rows": 0}
     held: list[ChunkResult] = []  # unchanged chunks, until some chunk needs writing
     with contextlib.ExitStack() as stack:
         writer: _Writer | None = None
         for res in _chunk_results(lake, chunks, old, executor, in_flight):
             fps.update(res.fingerprints)
+            stats.update(res.stats)
             counts["recomputed"] += len(res.fingerprints) - len(res.kept)
             counts["kept"] += len(res.kept)
             held.append(res)
@@ -227,7 +279,8 @@ def backfill(lake: Lakehouse, sources: list[Source], chunk_symbols: int = CHUNK_
             for pending in held:
                 counts["rows"] += _write_chunk(writer, pending, old_ds)
             held = []
-        if writer is None and fps == old and old_ds is not None:
+        unchanged = (fps, stats) == (old.fingerprints, old.stats)
+        if writer is None and unchanged and old_ds is not None:
             # step 2: the stored matrix is exactly this build's; leave it as it is
             counts.update(symbols=len(fps), rows=old_ds.count_rows())
             return counts
@@ -235,7 +288,8 @@ def backfill(lake: Lakehouse, sources: list[Source], chunk_symbols: int = CHUNK_
             writer = _Writer(stack.enter_context(atomic_path(target)))
             for pending in held:
                 counts["rows"] += _write_chunk(writer, pending, old_ds)
-        writer.close({_META_KEY: json.dumps(fps, sort_keys=True).encode()})
+        writer.close({_META_KEY: json.dumps(fps, sort_keys=True).encode(),
+                      _STAT_KEY: json.dumps(stats, sort_keys=True).encode()})
     counts["symbols"] = len(fps)
     return counts
 
