@@ -73,7 +73,7 @@ def build(data: Path, n_symbols: int, n_bars: int) -> None:
                 "audited_at": pd.Timestamp.now(tz="UTC")}
 
     provider.fetch_ohlcv(UNIVERSE, provider.symbols(UNIVERSE)[0], start, AS_OF)  # generate
-    with ThreadPoolExecutor(4) as pool:  # file writes release the GIL
+    with ThreadPoolExecutor(8) as pool:  # file writes (parquet, fsync) release the GIL
         lake.update_health(list(pool.map(store, provider.symbols(UNIVERSE))))
 
 

@@ -6,13 +6,14 @@ Run alone: ``.venv/bin/python benchmarks/bench_ratings.py [--quick]`` (1,000 x 2
 Measures, from one run:
 
 1. engine warm time (best of 5 calls in this process);
-2. cold time: first call in a fresh subprocess with an empty ``NUMBA_CACHE_DIR`` (compiles);
-3. second-process time: first call in another fresh subprocess sharing that now-filled cache
-   dir (shows the on-disk compilation cache works);
+2. cold time (only with ``PORTFLOW_BENCH_COLD=1``: minutes on a busy machine): first call in
+   a fresh subprocess with an empty ``NUMBA_CACHE_DIR`` (compiles);
+3. second-process time: first call in a fresh subprocess using the on-disk compilation cache
+   this process filled (shows the cache works);
 4. a per-symbol loop computing the same 26 components with TA-Lib calls (numpy votes), its
    time and the ratio (target: engine >= 7x faster);
 5. a per-symbol loop with pandas-ta-classic (same vote code), time and ratio (target >= 90x),
-   timed on 100 symbols and scaled linearly (all 1,000 take ~50 s);
+   timed on 50 symbols and scaled linearly (all 1,000 take ~50 s);
 6. agreement: % of cells after 250 bars where our recommend_* equal the TA-Lib loop's. By then
    TA-Lib's different MACD/ADX seeding has decayed; what remains is Stoch RSI: its running
    sums turn exact %K == %D ties (saturated, ~3% of bars) into +-1e-13 noise that flips votes.
@@ -223,8 +224,9 @@ def child(n_symbols: int, n_bars: int) -> None:
     print(json.dumps({"import_s": t1 - t0, "first_call_s": t2 - t1, "second_call_s": t3 - t2}))
 
 
-def run_child(cache_dir: str, n_symbols: int, n_bars: int) -> dict[str, float]:
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+def run_child(cache_dir: str | None, n_symbols: int, n_bars: int) -> dict[str, float]:
+    """Time a fresh process; `cache_dir` None: the numba cache this process filled."""
+    env = dict(os.environ, **({"NUMBA_CACHE_DIR": cache_dir} if cache_dir else {}))
     cmd = [sys.executable, __file__, "--child", "--symbols", str(n_symbols), "--bars",
            str(n_bars)]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -240,7 +242,7 @@ def rows(quick: bool) -> list[Row]:
     from portflow.ratings import compute_ratings
 
     n, t_bars = (200, 1000) if quick else (1000, 2500)
-    repeat, pta_symbols = (2, 20) if quick else (5, 100)
+    repeat, pta_symbols = (2, 20) if quick else (5, 50)
     bars = make_panel(n, t_bars)
     sizes = f"{n:,} x {t_bars:,} bars"
     print(
@@ -257,13 +259,15 @@ def rows(quick: bool) -> list[Row]:
     warm = min(times)
     print(f"  engine warm: {warm:.3f} s (best of {repeat}; all "
           f"{', '.join(f'{x:.3f}' for x in times)})")
-    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
-        cold = run_child(cache, n, t_bars)
-        second = run_child(cache, n, t_bars)
-    compile_note = (
-        f"first call in a fresh process: {cold['first_call_s']:.1f} s with an empty numba "
-        f"cache (compile), {second['first_call_s']:.2f} s with the cache filled"
-    )
+    compile_note = ""
+    if os.environ.get("PORTFLOW_BENCH_COLD"):  # 40 s on a quiet machine, minutes if busy
+        with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
+            cold = run_child(cache, n, t_bars)
+        compile_note = (f"first call in a fresh process with an empty numba cache "
+                        f"(compile): {cold['first_call_s']:.1f} s; ")
+    second = run_child(None, n, t_bars)
+    compile_note += (f"first call in a fresh process with the cache filled: "
+                     f"{second['first_call_s']:.2f} s")
     t0 = time.perf_counter()
     tl = loop_ratings(talib_indicators, bars, n)
     t_talib = time.perf_counter() - t0
