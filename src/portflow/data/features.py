@@ -19,14 +19,15 @@ feature-backfill — the ratings history of every healthy symbol, `features_matr
    replaces the file by a rename (a new inode), so a rewritten file never matches; any
    mismatch only costs a re-hash.
 3. Bounded memory: symbols are processed in sorted chunks of `CHUNK_SYMBOLS`. A chunk is
-   computed by :func:`compute_chunk` — each file read once (its bytes are both hashed and
-   parsed, on `READ_THREADS` threads: hashing and parquet decoding release the GIL), the
-   changed symbols rated as one panel, their rows laid out column-wise straight from the
-   panel. Chunks go through an executor when one is given (Ray: workers read and compute,
-   at most `2 x jobs` chunks in flight); the driver alone writes: each chunk, in symbol
-   order, with the kept rows of the old matrix, becomes one row group of a streaming parquet
-   writer into a temp file, renamed over the old matrix at the end (atomic). Peak memory ~
-   a few chunks, not the whole matrix.
+   computed by :func:`compute_chunk` — each file whose stat changed is read once (its bytes
+   are both hashed and parsed, on `READ_THREADS` threads: hashing and parquet decoding
+   release the GIL), the changed symbols rated as one panel, their rows laid out
+   column-wise straight from the panel. At most `in_flight` chunks are computed at a time:
+   on local threads (one chunk's reads overlap another's ratings) or through an executor
+   (Ray: workers read and compute). The caller alone writes: each chunk, in symbol order,
+   with the kept rows of the old matrix, becomes one row group of a streaming parquet
+   writer (encoding on a background thread) into a temp file, renamed over the old matrix
+   at the end (atomic). Peak memory ~ a few chunks, not the whole matrix.
 4. Long format, sorted by (symbol, timestamp), one row per stored bar: `timestamp`, `symbol`,
    `recommend_all`, `recommend_ma`, `recommend_other` (float64, NaN = no value yet).
 """
@@ -284,7 +285,7 @@ def backfill(lake: Lakehouse, sources: list[Source], chunk_symbols: int = CHUNK_
             # step 2: the stored matrix is exactly this build's; leave it as it is
             counts.update(symbols=len(fps), rows=old_ds.count_rows())
             return counts
-        if writer is None:  # symbols dropped (or a first, empty build): rewrite what stays
+        if writer is None:  # symbols dropped, files re-stamped, a first empty build: rewrite
             writer = _Writer(stack.enter_context(atomic_path(target)))
             for pending in held:
                 counts["rows"] += _write_chunk(writer, pending, old_ds)
