@@ -20,6 +20,13 @@ Per symbol (in parallel; one symbol's failure never stops the others):
    `stale` (no bar for the target), `flat` (last 5 closes identical), `gappy` (missing bars of
    the symbol's own calendar inside its history), else `healthy`.
 
+Parallelism (:func:`run_ingest`): steps 1-4 (`Ingestor.fetch`) run on `jobs` fetch threads
+and steps 5-6 (`Ingestor.finish`) on `FINISH_THREADS` writer threads, so `jobs` requests stay
+in flight while earlier answers are guarded and written; at most `BACKLOG` answers wait for
+a writer. After the provider's answer a symbol's work is numpy/Arrow only (pandas would hold
+the GIL and serialise the threads). Through an executor (Ray) each task runs steps 1-6 for
+one symbol in a worker (`RemoteIngest`), the one writer of that symbol's file.
+
 The health table has one writer (the calling thread), flushed in batches while workers run,
 so a killed run loses at most the last batch of health rows — the next run re-audits every
 symbol from its stored bars and completes the table.
