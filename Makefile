@@ -3,6 +3,8 @@
 #   make test                      venv + dev extras + the test suite
 #   make flow-data PROFILE=crypto_long [AS_OF=2026-06-30] [JOBS=8]
 #   make port-optimize RUN_ID=...
+#   make bench [QUICK=1]           every benchmark, one table (benchmarks/README.md)
+#   make scale                     10,000 symbols x 2,500 bars through flow-data
 PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
@@ -15,19 +17,20 @@ DATA_RUN ?=
 AS_OF    ?=
 JOBS     ?=
 PYTEST_ARGS ?=
+QUICK   ?=
 
 GLOBAL  = --data-dir $(DATA_DIR) $(if $(AS_OF),--as-of $(AS_OF))
 RUN_OPT = $(if $(RUN_ID),--run-id $(RUN_ID))
 DR_OPT  = $(if $(DATA_RUN),--data-run $(DATA_RUN))
 JOB_OPT = $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: help install dev demo test test-all lint bench clean \
+.PHONY: help install dev demo test test-all lint bench scale clean \
         flow-data scan-run data-ingest meta-ingest feature-ingest feature-backfill \
         flow-production port-select port-pre-opt port-optimize port-report port-test \
         port-post-analysis flow-meta-production runs profiles
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,8p' Makefile
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +65,10 @@ lint: dev
 
 bench: dev
 	$(BIN)/pip install -q -e ".[dev,bench]"
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/run.py $(if $(QUICK),--quick)
+
+scale: install
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1,18 +1,19 @@
 """Benchmark: the portflow ratings engine against per-symbol TA-Lib and pandas-ta-classic loops.
 
-Run by hand: ``.venv/bin/python benchmarks/bench_ratings.py [--symbols 1000] [--bars 2500]
-[--repeat 3] [--skip-pandas-ta] [--pandas-ta-symbols 100]``.
+Run alone: ``.venv/bin/python benchmarks/bench_ratings.py [--quick]`` (1,000 x 2,500; quick
+200 x 1,000), or through ``make bench``.
 
-Prints, from one run:
+Measures, from one run:
 
-1. engine warm time (best of ``--repeat`` calls in this process);
-2. cold time: first call in a fresh subprocess with an empty ``NUMBA_CACHE_DIR`` (compiles);
-3. second-process time: first call in another fresh subprocess sharing that now-filled cache
-   dir (shows the on-disk compilation cache works);
+1. engine warm time (best of 5 calls in this process);
+2. cold time (only with ``PORTFLOW_BENCH_COLD=1``: minutes on a busy machine): first call in
+   a fresh subprocess with an empty ``NUMBA_CACHE_DIR`` (compiles);
+3. second-process time: first call in a fresh subprocess using the on-disk compilation cache
+   this process filled (shows the cache works);
 4. a per-symbol loop computing the same 26 components with TA-Lib calls (numpy votes), its
    time and the ratio (target: engine >= 7x faster);
-5. a per-symbol loop with pandas-ta-classic (same vote code), time and ratio (target >= 90x);
-   ``--pandas-ta-symbols`` times it on a subset and scales linearly (it is ~50 s for 1,000);
+5. a per-symbol loop with pandas-ta-classic (same vote code), time and ratio (target >= 90x),
+   timed on 50 symbols and scaled linearly (all 1,000 take ~50 s);
 6. agreement: % of cells after 250 bars where our recommend_* equal the TA-Lib loop's. By then
    TA-Lib's different MACD/ADX seeding has decayed; what remains is Stoch RSI: its running
    sums turn exact %K == %D ties (saturated, ~3% of bars) into +-1e-13 noise that flips votes.
@@ -20,7 +21,6 @@ Prints, from one run:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -31,6 +31,9 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
+
+import harness
+from harness import Row, seconds, speedup
 
 F8 = np.ndarray
 
@@ -221,101 +224,78 @@ def child(n_symbols: int, n_bars: int) -> None:
     print(json.dumps({"import_s": t1 - t0, "first_call_s": t2 - t1, "second_call_s": t3 - t2}))
 
 
-def run_child(cache_dir: str, n_symbols: int, n_bars: int) -> dict[str, float]:
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+def run_child(cache_dir: str | None, n_symbols: int, n_bars: int) -> dict[str, float]:
+    """Time a fresh process; `cache_dir` None: the numba cache this process filled."""
+    env = dict(os.environ, **({"NUMBA_CACHE_DIR": cache_dir} if cache_dir else {}))
     cmd = [sys.executable, __file__, "--child", "--symbols", str(n_symbols), "--bars",
            str(n_bars)]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--symbols", type=int, default=1000)
-    ap.add_argument("--bars", type=int, default=2500)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--skip-pandas-ta", action="store_true")
-    ap.add_argument(
-        "--pandas-ta-symbols",
-        type=int,
-        default=None,
-        help="time pandas-ta on this many symbols and scale (default: all)",
-    )
-    ap.add_argument("--skip-subprocess", action="store_true")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        child(args.symbols, args.bars)
-        return
-
+def rows(quick: bool) -> list[Row]:
+    """Rows: the engine against the TA-Lib loop (target >= 7x and <= 0.12 s at 1,000 x
+    2,500), against the pandas-ta-classic loop (>= 90x); cold compile and the on-disk cache
+    as notes; agreement with TA-Lib printed (information)."""
     import numba
 
     from portflow.ratings import compute_ratings
 
-    n, t_bars = args.symbols, args.bars
+    n, t_bars = (200, 1000) if quick else (1000, 2500)
+    repeat, pta_symbols = (2, 20) if quick else (5, 50)
     bars = make_panel(n, t_bars)
+    sizes = f"{n:,} x {t_bars:,} bars"
     print(
         f"ratings benchmark: {n} symbols x {t_bars} bars, numba {numba.__version__}, "
         f"{numba.get_num_threads()} threads, {os.cpu_count()} cores"
     )
-
-    compute_ratings(*bars)  # compile or load from cache
-    times = []
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        ours = compute_ratings(*bars)
-        times.append(time.perf_counter() - t0)
+    with harness.PeakWindow() as peak:
+        compute_ratings(*bars)  # compile or load from cache
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            ours = compute_ratings(*bars)
+            times.append(time.perf_counter() - t0)
     warm = min(times)
-    print(
-        f"  engine warm         : {warm:8.3f} s  (best of {args.repeat}; all "
-        f"{', '.join(f'{x:.3f}' for x in times)})"
-    )
-
-    if not args.skip_subprocess:
+    print(f"  engine warm: {warm:.3f} s (best of {repeat}; all "
+          f"{', '.join(f'{x:.3f}' for x in times)})")
+    compile_note = ""
+    if os.environ.get("PORTFLOW_BENCH_COLD"):  # 40 s on a quiet machine, minutes if busy
         with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
             cold = run_child(cache, n, t_bars)
-            second = run_child(cache, n, t_bars)
-        print(
-            f"  engine cold         : {cold['first_call_s']:8.3f} s  first call, fresh process, "
-            f"empty cache (compile); import {cold['import_s']:.2f} s"
-        )
-        print(
-            f"  engine 2nd process  : {second['first_call_s']:8.3f} s  first call, fresh "
-            f"process, warm cache (then {second['second_call_s']:.3f} s); import "
-            f"{second['import_s']:.2f} s"
-        )
-
+        compile_note = (f"first call in a fresh process with an empty numba cache "
+                        f"(compile): {cold['first_call_s']:.1f} s; ")
+    second = run_child(None, n, t_bars)
+    compile_note += (f"first call in a fresh process with the cache filled: "
+                     f"{second['first_call_s']:.2f} s")
     t0 = time.perf_counter()
     tl = loop_ratings(talib_indicators, bars, n)
     t_talib = time.perf_counter() - t0
-    print(
-        f"  TA-Lib loop         : {t_talib:8.3f} s  -> engine is {t_talib / warm:6.1f}x "
-        f"faster (target >= 7x)"
-    )
-
-    if not args.skip_pandas_ta:
-        m = min(n, args.pandas_ta_symbols or n)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            loop_ratings(pandas_ta_indicators, bars, m)
-            t_pta = (time.perf_counter() - t0) * n / m
-        scaled = f" (timed on {m} symbols, scaled)" if m < n else ""
-        print(
-            f"  pandas-ta-classic   : {t_pta:8.3f} s  -> engine is {t_pta / warm:6.1f}x "
-            f"faster (target >= 90x){scaled}"
-        )
-
-    print(
-        "  agreement with the TA-Lib loop after 250 bars (information; the rest is Stoch RSI, "
-        "where TA-Lib's running sums break exact %K == %D ties):"
-    )
+    m = min(n, pta_symbols)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        loop_ratings(pandas_ta_indicators, bars, m)
+        t_pta = (time.perf_counter() - t0) * n / m
+    agree = []
     for name, theirs in zip(("recommend_all", "recommend_ma", "recommend_other"), tl, strict=True):
         a = getattr(ours, name)[250:]
         b = theirs[250:]
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        print(f"    {name:16s}: {100 * same.mean():7.3f} % of cells equal")
+        agree.append(f"{name} {100 * ((a == b) | (np.isnan(a) & np.isnan(b))).mean():.2f} %")
+    print("  cells equal to the TA-Lib loop's after 250 bars (information; the rest is Stoch "
+          "RSI, where TA-Lib's running sums break exact %K == %D ties): " + ", ".join(agree))
+    return [
+        Row("ratings engine, all history (warm)", sizes, warm, "per-symbol TA-Lib loop", t_talib,
+            (speedup(7), seconds(0.12)), peak.gib, compile_note),
+        Row("ratings engine, all history (warm)", sizes, warm, "per-symbol pandas-ta-classic",
+            t_pta, (speedup(90),), peak.gib,
+            f"pandas-ta-classic timed on {m} symbols and scaled to {n}"),
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    if "--child" in sys.argv:
+        child(int(sys.argv[sys.argv.index("--symbols") + 1]),
+              int(sys.argv[sys.argv.index("--bars") + 1]))
+    else:
+        harness.main(rows, __doc__)

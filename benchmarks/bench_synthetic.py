@@ -1,15 +1,15 @@
 """Synthetic market speed: cold generation of 2,000 symbols x 2,500 daily bars, then a scan.
 
-Run: ``python benchmarks/bench_synthetic.py [--symbols 2000] [--bars 2500]``.
-The baseline is the default universe (150 x ~2,900 bars) timed in the same process; the
-ratios show how generation scales with symbols x bars (it is vectorised over symbols, so the
-cost per bar-symbol should stay flat or fall). It also times fetch_ohlcv per symbol, and a
-thread pool against a ``latency_ms`` provider to show that the sleeps overlap.
+Run: ``python benchmarks/bench_synthetic.py [--quick]`` (quick: 500 x 1,000).
+The baseline is the default universe (150 x ~2,900 bars) timed in the same process and scaled
+to the same number of bar-symbols; the ratio shows how generation scales with symbols x bars
+(it is vectorised over symbols, so the cost per bar-symbol should stay flat or fall: ratio
+>= 1). It also times fetch_ohlcv per symbol, and a thread pool against a ``latency_ms``
+provider to show that the sleeps overlap. Information rows: no targets.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import pandas as pd
 
+import harness
+from harness import Row
 from portflow.providers.synthetic import (
     CRYPTO,
     SyntheticProvider,
@@ -34,13 +36,10 @@ def timed(fn: Callable[[], T]) -> tuple[float, T]:
     return time.perf_counter() - t0, out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--symbols", type=int, default=2000)
-    parser.add_argument("--bars", type=int, default=2500)
-    args = parser.parse_args()
+def rows(quick: bool) -> list[Row]:
+    n_symbols, n_bars = (500, 1000) if quick else (2000, 2500)
     start = pd.Timestamp("2019-01-01", tz="UTC")
-    as_of = start + pd.Timedelta(days=args.bars)  # bars closed before the clock
+    as_of = start + pd.Timedelta(days=n_bars)  # bars closed before the clock
 
     _clear_cache()
     base = SyntheticProvider()
@@ -49,17 +48,17 @@ def main() -> None:
     base_cells = len(base._panel(CRYPTO, base_clock).dates) * len(base.symbols(CRYPTO))
 
     events = _default_pathologies(CRYPTO)
-    end = start + pd.Timedelta(days=args.bars - 1)
-    t_gen, panel = timed(lambda: _generate(CRYPTO, 7, args.symbols, start, end, events))
-    cells = len(panel.dates) * args.symbols
+    end = start + pd.Timedelta(days=n_bars - 1)
+    t_gen, panel = timed(lambda: _generate(CRYPTO, 7, n_symbols, start, end, events))
+    cells = len(panel.dates) * n_symbols
     _clear_cache()
-    big = SyntheticProvider(sizes={CRYPTO: args.symbols})
+    big = SyntheticProvider(sizes={CRYPTO: n_symbols})
     t_scan, scan = timed(lambda: big.scan(CRYPTO, as_of))  # generates to the horizon first
     t_scan_warm, _ = timed(lambda: big.scan(CRYPTO, as_of))
     symbols = big.symbols(CRYPTO)[:200]
     t_fetch, _ = timed(lambda: [big.fetch_ohlcv(CRYPTO, s, None, as_of) for s in symbols])
 
-    slow = SyntheticProvider(sizes={CRYPTO: args.symbols}, latency_ms=20)
+    slow = SyntheticProvider(sizes={CRYPTO: n_symbols}, latency_ms=20)
     few = symbols[:64]
     t_serial, _ = timed(lambda: [slow.fetch_ohlcv(CRYPTO, s, None, as_of) for s in few])
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -75,7 +74,7 @@ def main() -> None:
         f"({per_base:.0f} ns per bar)"
     )
     print(
-        f"cold generate {args.symbols} symbols x {len(panel.dates)} bars: {t_gen:.2f} s "
+        f"cold generate {n_symbols} symbols x {len(panel.dates)} bars: {t_gen:.2f} s "
         f"({per_big:.0f} ns per bar, {per_big / per_base:.2f}x baseline per bar)"
     )
     print(
@@ -87,6 +86,14 @@ def main() -> None:
         f"latency 20 ms x {len(few)} fetches: serial {t_serial:.2f} s, 16 threads "
         f"{t_pool:.2f} s ({t_serial / t_pool:.1f}x speed-up)"
     )
+    return [
+        Row("synthetic market, cold generation", f"{n_symbols:,} x {len(panel.dates):,} bars",
+            t_gen, "default universe, scaled per bar", per_base * cells / 1e9,
+            note=f"cold scan {t_scan:.2f} s, warm {t_scan_warm * 1e3:.0f} ms; fetch_ohlcv "
+            f"{t_fetch / len(symbols) * 1e3:.2f} ms per symbol"),
+        Row("provider latency overlapped (16 threads)", f"{len(few)} fetches x 20 ms", t_pool,
+            "serial fetches", t_serial),
+    ]
 
 
 def big_rows(p: SyntheticProvider, as_of: pd.Timestamp) -> int:
@@ -94,4 +101,4 @@ def big_rows(p: SyntheticProvider, as_of: pd.Timestamp) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    harness.main(rows, __doc__)

@@ -110,13 +110,18 @@ def _ingest_opts(jobs: int | None, fresh: float | None, strict: bool, recheck: b
 @app.command("flow-data")
 def flow_data(profile: ProfileOpt, run_id: RunIdOpt = None, jobs: JobsOpt = None,
               freshness_hours: FreshOpt = None, strict: StrictOpt = False,
-              recheck_toxic: RecheckOpt = False) -> None:
+              recheck_toxic: RecheckOpt = False,
+              executor: Annotated[str, typer.Option("--executor", help="local (default) or ray: fan ingestion and backfill chunks out on Ray.")] = "local",
+              ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join an existing Ray cluster (with --executor ray).")] = None) -> None:
     """Phase 1 for every sleeve under PROFILE: scan-run, data-ingest, meta-ingest,
     feature-ingest, feature-backfill."""
+    from dataclasses import replace
+
     from portflow.data.flow import flow_data as run_flow
 
-    _done(run_flow(_ctx(), profile, _run_id(run_id),
-                   _ingest_opts(jobs, freshness_hours, strict, recheck_toxic)))
+    opts = replace(_ingest_opts(jobs, freshness_hours, strict, recheck_toxic),
+                   executor=executor, ray_address=ray_address)
+    _done(run_flow(_ctx(), profile, _run_id(run_id), opts))
 
 
 def _phase1_step(step: str, profile: str, run_id: str | None, data_run: str | None,

@@ -90,8 +90,11 @@ class RayExecutor:
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[Outcome[T, R]]:
         ray = self._init()
-        remote = ray.remote(num_cpus=1)(fn)
-        refs = {remote.remote(item): item for item in items}
+        # fn may be any picklable callable (a closure, a callable object): it is stored
+        # once in the object store and applied by one generic task.
+        remote = ray.remote(num_cpus=1)(_apply)
+        fn_ref = ray.put(fn)
+        refs = {remote.remote(fn_ref, item): item for item in items}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
@@ -101,6 +104,10 @@ class RayExecutor:
                 except Exception as exc:
                     cause = getattr(exc, "cause", None)
                     yield Outcome(refs[ref], error=cause if cause is not None else exc)
+
+
+def _apply(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)
 
 
 def make_executor(kind: str, jobs: int | None = None, address: str | None = None) -> Executor:

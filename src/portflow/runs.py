@@ -31,6 +31,7 @@ import pandas as pd
 
 from portflow.errors import PortflowError, RunError, UsageError
 from portflow.lakehouse import atomic
+from portflow.resources import PeakRss
 
 
 @dataclass(frozen=True)
@@ -266,14 +267,18 @@ class Run:
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
-        """Record a step: yields its `counts` dict to fill; failures mark the step failed."""
+        """Record a step: yields its `counts` dict to fill; failures mark the step failed.
+        Wall `seconds` and `peak_rss_gib` (this process's peak memory during the step,
+        :mod:`portflow.resources`) are recorded either way."""
         counts: dict[str, Any] = {}
         entry: dict[str, Any] = {"status": "running", "seconds": None, "counts": counts}
         self.record["steps"][name] = entry
         self.save()
+        peak = PeakRss()
         t0 = time.perf_counter()
         try:
-            yield counts
+            with peak:
+                yield counts
         except BaseException as exc:
             entry["status"] = "failed"
             entry["error"] = _one_line(exc)
@@ -282,6 +287,7 @@ class Run:
             entry["status"] = "succeeded"
         finally:
             entry["seconds"] = round(time.perf_counter() - t0, 3)
+            entry["peak_rss_gib"] = round(peak.gib, 3)
             self.save()
 
     def not_available(self, name: str) -> None:

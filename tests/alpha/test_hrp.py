@@ -50,6 +50,18 @@ def test_hrp_equals_skfolio(method, n, t, seed):
     assert np.max(np.abs(_ours(x, method) - _skfolio(x, method))) <= 1e-10
 
 
+@pytest.mark.parametrize(("n", "t", "seed"), [(5, 60, 1), (60, 250, 3), (300, 1000, 4)])
+def test_shared_covariance_path_equals_skfolio(n, t, seed):
+    """One covariance (one BLAS thread) for distances and risks: the benchmarked kernel."""
+    x = _returns(n, t, seed)
+    cov = hrp.sample_covariance(x)
+    np.testing.assert_allclose(cov, np.cov(x, rowvar=False), rtol=1e-12, atol=0)
+    assert np.array_equal(hrp.covariance_distance(np.cov(x, rowvar=False)),
+                          hrp.correlation_distance(x))
+    w = hrp.hrp_weights(cov, hrp.seriate(hrp.covariance_distance(cov), "ward").order)
+    assert np.max(np.abs(w - _skfolio(x, "ward"))) <= 1e-10
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_optimal_leaf_ordering_equals_scipy(seed):
     rng = np.random.default_rng(seed)

@@ -137,3 +137,21 @@ def test_one_failure_never_stops_the_others(tmp_path: Path) -> None:
     acts = {o.symbol: o.action for o in rep.outcomes}
     assert acts[syms[1]] == "failed" and "connection reset" in rep.per_symbol()[syms[1]]["reason"]
     assert sum(a == "fetched" for a in acts.values()) == 3
+
+
+def test_parallel_and_serial_ingestion_store_the_same_bytes(
+    tmp_path: Path, provider: SyntheticProvider
+) -> None:
+    """The producer/consumer threads (jobs > 1) and the inline path (jobs 1) agree, first
+    ingestion and top-up alike."""
+    symbols = provider.symbols(UNIVERSE)[:24]
+    reports = {}
+    for jobs in (1, 6):
+        lake = Lakehouse(tmp_path / f"jobs{jobs}")
+        _ingest(lake, provider, "2026-05-31", symbols, jobs=jobs)
+        reports[jobs] = _ingest(lake, provider, "2026-06-30", symbols, jobs=jobs).per_symbol()
+    assert reports[1] == reports[6]
+    assert sum(r["bars"] for r in reports[1].values()) > 0
+    for p in sorted((tmp_path / "jobs1" / "lakehouse" / "ohlcv").rglob("*.parquet")):
+        twin = tmp_path / "jobs6" / p.relative_to(tmp_path / "jobs1")
+        assert p.read_bytes() == twin.read_bytes(), p.name

@@ -6,6 +6,9 @@ and ``HierarchicalSeriation`` (Ward linkage, optimal leaf ordering). Algorithm:
 
 1. Correlation ``ρ = np.corrcoef(X)`` (as skfolio's PearsonDistance), distance
    ``d = sqrt(clip(½(1 − ρ), 0, 1))``; ``d = 0`` for perfectly correlated pairs is fine.
+   ρ is scaled from the sample covariance, which step 3 needs too: compute it once
+   (:func:`sample_covariance`) and pass it to :func:`covariance_distance` and
+   :func:`hrp_weights`.
    A zero-variance column has no correlation: its row/column of ρ is set to 0 (d = √½), a
    documented departure where skfolio would fail.
 2. ``scipy.cluster.hierarchy.linkage(squareform(d, checks=False), method)`` then
@@ -27,16 +30,50 @@ total split risk); the optimiser records it and moves to the next fallback link.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
 from scipy.cluster import hierarchy as sch
 from scipy.spatial import distance as ssd
+from threadpoolctl import ThreadpoolController
 
-__all__ = ["LINKAGES", "HRPTree", "correlation_distance", "hrp_weights", "seriate"]
+__all__ = [
+    "LINKAGES",
+    "HRPTree",
+    "correlation_distance",
+    "covariance_distance",
+    "hrp_weights",
+    "sample_covariance",
+    "seriate",
+]
 
 LINKAGES = ("single", "complete", "average", "weighted", "centroid", "median", "ward")
+
+
+def sample_covariance(x: np.ndarray) -> np.ndarray:
+    """``np.cov(x, rowvar=False, ddof=1)`` (n, n) of returns x (T, n), on one BLAS thread.
+
+    Why one thread: the (n x T) @ (T x n) product of an HRP fit is small enough that
+    OpenBLAS's threads spend more time synchronising than computing whenever the cores are
+    shared — on a busy 2-core machine one thread takes ~20 ms at 500 x 2,500 against ~170 ms
+    for two, and parallel sleeves (Ray workers) oversubscribe the cores anyway. The numbers
+    equal two-thread BLAS's to rounding (not bit for bit: the block order of the sums
+    differs); :func:`correlation_distance` keeps ``np.corrcoef``'s exact path.
+    """
+    with _blas_limit():
+        return np.atleast_2d(np.cov(x, rowvar=False, ddof=1))
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()  # inspects the loaded BLAS libraries once per process
+
+
+def _blas_limit() -> Any:
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def correlation_distance(x: np.ndarray) -> np.ndarray:
@@ -44,11 +81,20 @@ def correlation_distance(x: np.ndarray) -> np.ndarray:
 
     x: array (T, n) of returns, T >= 2. Returns d: array (n, n), zero diagonal. Columns with
     zero sample variance get ρ = 0 with every other column (they carry no co-movement).
-    ρ is ``np.corrcoef(x, rowvar=False)`` bit for bit (same ``np.cov``, same scaling and
-    clipping, written out so the zero-variance test reuses the covariance diagonal instead
-    of a separate ``x.std`` pass).
+    ρ is ``np.corrcoef(x, rowvar=False)`` bit for bit (see :func:`covariance_distance`).
     """
-    c = np.atleast_2d(np.cov(x, rowvar=False))
+    return covariance_distance(np.atleast_2d(np.cov(x, rowvar=False)))
+
+
+def covariance_distance(cov: np.ndarray) -> np.ndarray:
+    """:func:`correlation_distance` from the sample covariance ``np.cov(x, rowvar=False)``
+    (n, n), which is left unchanged: HRP needs that same matrix for its risks, so one
+    product serves both (the covariance is most of the kernel's time).
+
+    ρ is ``np.corrcoef`` bit for bit: the same scaling and clipping written out, so the
+    zero-variance test reuses the covariance diagonal instead of a separate ``x.std`` pass.
+    """
+    c = np.array(cov, dtype=np.float64)
     var = np.diag(c).copy()
     flat = ~(var > 0)
     std = np.sqrt(np.where(flat, 1.0, var))

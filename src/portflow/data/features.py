@@ -7,18 +7,30 @@ feature-ingest — today's ratings per candidate symbol:
 
 feature-backfill — the ratings history of every healthy symbol, `features_matrix.parquet`:
 1. The set: (provider, symbol) pairs whose Phase-1 health is `healthy` (toxic, stale, flat and
-   gappy symbols stay out; quarantined data is never in the OHLCV files to begin with). Rows
-   carry a `provider` column (the lakehouse key), so one symbol from two providers never
-   collides.
+   gappy symbols stay out; quarantined data is never in the OHLCV files to begin with), plus
+   those already in the matrix (the caller's choice: the past is never rewritten). Rows carry
+   a `provider` column (the lakehouse key), so one symbol from two providers never collides;
+   a matrix written before that column existed is rebuilt whole.
 2. Incremental: each symbol's OHLCV file is fingerprinted (sha256 of its bytes); the
    fingerprints of the last build are kept in the matrix file's own metadata, keyed
    `provider:symbol`, so a symbol whose bars did not change keeps its old rows and only
-   changed or new symbols are recomputed (a matrix written before the `provider` column
-   existed is rebuilt whole). Ratings at t use bars <= t only, so appending bars never
-   changes old rows of a recomputed symbol either (tested).
-3. Bounded memory: symbols are processed in sorted chunks of `CHUNK_SYMBOLS`, each chunk's
-   rows written as one row group of a streaming parquet writer into a temp file, renamed
-   over the old matrix at the end (atomic). Peak memory ~ one chunk, not the whole matrix.
+   changed or new symbols are recomputed. Ratings at t use bars <= t only, so appending bars
+   never changes old rows of a recomputed symbol either (tested). When every fingerprint and
+   the symbol set are those of the last build, the matrix is already right and is not
+   rewritten. Like git's index, the matrix also keeps each file's (inode, size, mtime_ns): a
+   file whose stat is unchanged keeps its recorded fingerprint without being read. Every
+   lakehouse write replaces the file by a rename (a new inode), so a rewritten file never
+   matches; any mismatch only costs a re-hash.
+3. Bounded memory: symbols are processed in sorted chunks of `CHUNK_SYMBOLS`. A chunk is
+   computed by :func:`compute_chunk` — each file whose stat changed is read once (its bytes
+   are both hashed and parsed, on `READ_THREADS` threads: hashing and parquet decoding
+   release the GIL), the changed symbols rated as one panel, their rows laid out
+   column-wise straight from the panel. At most `in_flight` chunks are computed at a time:
+   on local threads (one chunk's reads overlap another's ratings) or through an executor
+   (Ray: workers read and compute). The caller alone writes: each chunk, in symbol order,
+   with the kept rows of the old matrix, becomes one row group of a streaming parquet
+   writer (encoding on a background thread) into a temp file, renamed over the old matrix
+   at the end (atomic). Peak memory ~ a few chunks, not the whole matrix.
 4. Long format, sorted by (symbol, provider, timestamp), one row per stored bar: `timestamp`,
    `symbol`, `recommend_all`, `recommend_ma`, `recommend_other` (float64, NaN = no value
    yet), `provider`.
@@ -26,7 +38,13 @@ feature-backfill — the ratings history of every healthy symbol, `features_matr
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +55,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from portflow.errors import DataError
-from portflow.lakehouse.atomic import atomic_path, fingerprint, write_parquet
-from portflow.lakehouse.store import Lakehouse
-from portflow.ratings.panel import FIELDS, frames_panel, last_values, rate
+from portflow.executors import Executor
+from portflow.lakehouse.atomic import atomic_path, fingerprint_bytes, write_parquet
+from portflow.lakehouse.store import Lakehouse, ohlcv_arrays
+from portflow.ratings.panel import frames_panel, last_values, rate
 
 CHUNK_SYMBOLS = 250
+READ_THREADS = 4
+FINGERPRINT_DIGITS = 20
 RATING_COLUMNS = ["recommend_all", "recommend_ma", "recommend_other"]
 MATRIX_SCHEMA = pa.schema(
     [
@@ -52,29 +73,118 @@ MATRIX_SCHEMA = pa.schema(
     ]
 )
 _META_KEY = b"portflow.fingerprints"
+_STAT_KEY = b"portflow.file_stats"  # provider:symbol -> [inode, size, mtime_ns] of the file
+_TS = pa.timestamp("ns", tz="UTC")
+
+Source = tuple[str, str, str]  # (provider, timeframe, symbol)
+Key = tuple[str, str]  # (symbol, provider): the matrix's row order
 
 
-def _rows(provider: str, symbol: str, ts: np.ndarray, ratings: Any, j: int) -> pa.Table:
-    n = len(ts)
-    cols = {
-        "timestamp": pa.array(ts, type=pa.timestamp("ns", tz="UTC")),
-        "symbol": pa.repeat(pa.scalar(symbol, type=pa.string()), n),
+def _stat(path: Path) -> list[int]:
+    """[inode, size, mtime_ns] of a file, [] when it is missing."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return []
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _load(path: Path, old_fp: str | None) -> tuple[str, dict[str, np.ndarray] | None]:
+    """(fingerprint, bars): one read of the file serves both; bars None when its bytes are
+    unchanged. A missing file gives ("", None)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "", None
+    fp = fingerprint_bytes(data, FINGERPRINT_DIGITS)
+    return fp, (None if fp == old_fp else ohlcv_arrays(pa.py_buffer(data), str(path)))
+
+
+def _fp_key(provider: str, symbol: str) -> str:
+    return f"{provider}:{symbol}"  # provider keys hold no ':' (lakehouse key rule)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """One chunk: fingerprints of its present symbols (by `provider:symbol`), the keys whose
+    old rows stay (sorted), and the rows of the recomputed ones (key-major, time-ordered)."""
+
+    fingerprints: dict[str, str]
+    stats: dict[str, list[int]]
+    kept: list[Key]
+    fresh: pa.Table
+
+
+def _fresh_table(keys: list[Key], bars: list[dict[str, np.ndarray]]) -> pa.Table:
+    """Step 3: rows of `keys` laid out column-wise from one ratings panel."""
+    if not keys:
+        return MATRIX_SCHEMA.empty_table()
+    panel, counts = frames_panel(bars)
+    ratings = rate(panel)
+    # (T, N) -> symbol-major: boolean indexing walks the transposed view row by row
+    present = (np.arange(panel["close"].shape[0])[None, :] < counts[:, None])
+    cols: dict[str, pa.Array] = {
+        "timestamp": pa.array(np.concatenate([b["timestamp"] for b in bars]).view(
+            "datetime64[ns]"), type=_TS),
     }
+    owner = pa.array(np.repeat(np.arange(len(keys)), counts))
+    cols["symbol"] = pa.array([s for s, _ in keys], type=pa.string()).take(owner)
     for c in RATING_COLUMNS:
-        cols[c] = pa.array(getattr(ratings, c)[:n, j].astype(np.float64))
-    cols["provider"] = pa.repeat(pa.scalar(provider, type=pa.string()), n)
+        cols[c] = pa.array(getattr(ratings, c).T[present])
+    cols["provider"] = pa.array([p for _, p in keys], type=pa.string()).take(owner)
     return pa.table(cols, schema=MATRIX_SCHEMA)
 
 
-def _read_bars(path: Path) -> dict[str, np.ndarray]:
-    """A stored OHLCV file as numpy columns (timestamp as datetime64[ns] UTC), no pandas."""
-    table = pq.read_table(path, columns=["timestamp", *FIELDS])
-    out = {f: table[f].to_numpy() for f in FIELDS}
-    out["timestamp"] = table["timestamp"].cast(pa.timestamp("ns", tz="UTC")).to_numpy()
-    return out
+@dataclass(frozen=True)
+class Previous:
+    """What the stored matrix records of its build: fingerprints and file stats by
+    `provider:symbol`."""
+
+    fingerprints: dict[str, str]
+    stats: dict[str, list[int]]
 
 
-def _by_key(table: pa.Table) -> dict[tuple[str, str], pa.Table]:
+def compute_chunk(lake: Lakehouse, chunk: list[Source], old: Previous) -> ChunkResult:
+    """Step 3 for one chunk of sources (sorted by symbol); pure apart from reading files, so
+    any worker that sees the data dir can run it."""
+    fps: dict[str, str] = {}
+    stats: dict[str, list[int]] = {}
+    kept: list[Key] = []
+    todo: list[tuple[Key, Path]] = []
+    for provider, tf, symbol in chunk:
+        path = lake.ohlcv_path(provider, tf, symbol)
+        stat = _stat(path)
+        if not stat:
+            continue
+        fk = _fp_key(provider, symbol)
+        stats[fk] = stat
+        if old.stats.get(fk) == stat and fk in old.fingerprints:
+            fps[fk] = old.fingerprints[fk]  # the very file hashed last time
+            kept.append((symbol, provider))
+        else:
+            todo.append(((symbol, provider), path))
+    fresh: list[tuple[Key, dict[str, np.ndarray]]] = []
+    if todo:
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            loaded = list(pool.map(
+                lambda kp: _load(kp[1], old.fingerprints.get(_fp_key(kp[0][1], kp[0][0]))),
+                todo))
+        for (key, _), (fp, bars) in zip(todo, loaded, strict=True):
+            fk = _fp_key(key[1], key[0])
+            if not fp:  # vanished since its stat: nothing to rate
+                stats.pop(fk)
+                continue
+            fps[fk] = fp
+            if bars is None:
+                kept.append(key)
+            else:
+                fresh.append((key, bars))
+    kept.sort()
+    return ChunkResult(fps, stats, kept,
+                       _fresh_table([s for s, _ in fresh], [b for _, b in fresh]))
+
+
+def _by_key(table: pa.Table) -> dict[Key, pa.Table]:
     """Zero-copy slices of a table whose rows are grouped by (symbol, provider), the
     matrix's order, keyed (symbol, provider)."""
     if table.num_rows == 0:
@@ -95,10 +205,6 @@ def _by_key(table: pa.Table) -> dict[tuple[str, str], pa.Table]:
     return out
 
 
-def _fp_key(provider: str, symbol: str) -> str:
-    return f"{provider}:{symbol}"  # provider names hold no ':' (lakehouse key rule)
-
-
 def matrix_keys(path: Path) -> set[tuple[str, str]]:
     """The (provider, symbol) pairs the matrix at `path` holds rows of (from its fingerprints;
     a provider key never contains ':', a symbol may)."""
@@ -106,76 +212,142 @@ def matrix_keys(path: Path) -> set[tuple[str, str]]:
 
 
 def read_fingerprints(path: Path) -> dict[str, str]:
+    return _previous(path).fingerprints
+
+
+def _previous(path: Path) -> Previous:
     if not path.exists():
-        return {}
+        return Previous({}, {})
     meta = pq.read_metadata(path).metadata or {}
-    raw = meta.get(_META_KEY)
-    return json.loads(raw) if raw else {}
+    fps, stats = meta.get(_META_KEY), meta.get(_STAT_KEY)
+    return Previous(json.loads(fps) if fps else {}, json.loads(stats) if stats else {})
 
 
-def backfill(lake: Lakehouse, sources: list[tuple[str, str, str]],
-             chunk_symbols: int = CHUNK_SYMBOLS) -> dict[str, int]:
-    """Steps 1-4 for `sources` = [(provider, timeframe, symbol)] of healthy symbols."""
+def _chunk_results(lake: Lakehouse, chunks: list[list[Source]], old: Previous,
+                   executor: Executor | None, in_flight: int) -> Iterator[ChunkResult]:
+    """Results in chunk order, at most `in_flight` chunks computed at a time: on local
+    threads (one chunk's reads overlap another's ratings) or through `executor`."""
+    if executor is None:
+        with ThreadPoolExecutor(in_flight) as pool:
+            it = iter(chunks)
+            ahead = deque(pool.submit(compute_chunk, lake, c, old) for c in islice(it, in_flight))
+            while ahead:
+                res = ahead.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    ahead.append(pool.submit(compute_chunk, lake, nxt, old))
+                yield res
+        return
+    for start in range(0, len(chunks), in_flight):
+        window = list(enumerate(chunks[start:start + in_flight]))
+        done: dict[int, ChunkResult] = {}
+        for out in executor.map(lambda ic: compute_chunk(lake, ic[1], old), window):
+            if out.error is not None:
+                raise out.error
+            assert out.value is not None
+            done[out.item[0]] = out.value
+        yield from (done[i] for i in range(len(window)))
+
+
+class _Writer:
+    """The matrix's one writer: row groups encoded on a background thread (parquet encoding
+    releases the GIL), one group in flight, so writing overlaps the next chunk's work.
+    Daily timestamps delta-encode to almost nothing; ratings take few distinct values, so
+    they (and symbol) stay dictionary-encoded."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = pq.ParquetWriter(
+            path, MATRIX_SCHEMA, compression="zstd",
+            use_dictionary=["symbol", "provider", *RATING_COLUMNS],
+            column_encoding={"timestamp": "DELTA_BINARY_PACKED"},
+        )
+        self._pool = ThreadPoolExecutor(1)
+        self._last: Future[None] | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._last is not None:
+            self._last.result()
+        self._last = self._pool.submit(self._file.write_table, table)
+
+    def close(self, metadata: dict[bytes, bytes]) -> None:
+        if self._last is not None:
+            self._last.result()
+        self._pool.shutdown()
+        self._file.add_key_value_metadata(metadata)
+        self._file.close()
+
+
+def backfill(lake: Lakehouse, sources: list[Source], chunk_symbols: int = CHUNK_SYMBOLS,
+             executor: Executor | None = None, in_flight: int = 2) -> dict[str, int]:
+    """Steps 1-4 for `sources` = [(provider, timeframe, symbol)] of healthy symbols.
+    `executor` (e.g. Ray) computes chunks; this process alone writes the matrix."""
     target = lake.features_matrix_path
-    old = read_fingerprints(target)
     old_ds = ds.dataset(target) if target.exists() else None
     if old_ds is not None and "provider" not in old_ds.schema.names:
-        old, old_ds = {}, None  # written before rows carried their provider: rebuild
+        old_ds = None  # written before rows carried their provider: rebuild
+    old = _previous(target) if old_ds is not None else Previous({}, {})
     todo = sorted(set(sources), key=lambda s: (s[2], s[0]))
+    chunks = [todo[i:i + chunk_symbols] for i in range(0, len(todo), chunk_symbols)]
     fps: dict[str, str] = {}
+    stats: dict[str, list[int]] = {}
     counts = {"symbols": 0, "recomputed": 0, "kept": 0, "rows": 0}
-    with atomic_path(target) as tmp:
-        writer: pq.ParquetWriter | None = None
-        for start in range(0, len(todo), chunk_symbols):
-            chunk = todo[start:start + chunk_symbols]
-            fresh: list[tuple[tuple[str, str], dict[str, np.ndarray]]] = []
-            keep: list[tuple[str, str]] = []
-            for provider, tf, symbol in chunk:
-                path = lake.ohlcv_path(provider, tf, symbol)
-                if not path.exists():
-                    continue
-                fp = fingerprint(path, digits=20)
-                fps[_fp_key(provider, symbol)] = fp
-                if old_ds is not None and old.get(_fp_key(provider, symbol)) == fp:
-                    keep.append((symbol, provider))
-                else:
-                    fresh.append(((symbol, provider), _read_bars(path)))
-            parts: dict[tuple[str, str], pa.Table] = {}
-            if keep and old_ds is not None:
-                # the old matrix is sorted by symbol and written one row group per chunk, so
-                # the range bounds let parquet statistics skip the row groups of other chunks
-                names = sorted({s for s, _ in keep})
-                where = ((ds.field("symbol") >= names[0]) & (ds.field("symbol") <= names[-1])
-                         & ds.field("symbol").isin(names))
-                old_parts = _by_key(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA))
-                parts.update({k: old_parts[k] for k in keep if k in old_parts})
-            if fresh:
-                panel, _ = frames_panel([b for _, b in fresh])
-                ratings = rate(panel)
-                for j, ((symbol, provider), bars) in enumerate(fresh):
-                    parts[(symbol, provider)] = _rows(provider, symbol, bars["timestamp"],
-                                                      ratings, j)
-            if not parts:
+    held: list[ChunkResult] = []  # unchanged chunks, until some chunk needs writing
+    with contextlib.ExitStack() as stack:
+        writer: _Writer | None = None
+        for res in _chunk_results(lake, chunks, old, executor, in_flight):
+            fps.update(res.fingerprints)
+            stats.update(res.stats)
+            counts["recomputed"] += len(res.fingerprints) - len(res.kept)
+            counts["kept"] += len(res.kept)
+            held.append(res)
+            if writer is None and len(res.kept) == len(res.fingerprints):
                 continue
-            table = pa.concat_tables([parts[s] for s in sorted(parts)])
             if writer is None:
-                writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
-            writer.write_table(table)
-            counts["recomputed"] += len(fresh)
-            counts["kept"] += len(keep)
-            counts["rows"] += table.num_rows
-        if writer is None:
-            writer = pq.ParquetWriter(tmp, MATRIX_SCHEMA, compression="zstd")
-        writer.add_key_value_metadata({_META_KEY: json.dumps(fps, sort_keys=True).encode()})
-        writer.close()
+                writer = _Writer(stack.enter_context(atomic_path(target)))
+            for pending in held:
+                counts["rows"] += _write_chunk(writer, pending, old_ds)
+            held = []
+        unchanged = (fps, stats) == (old.fingerprints, old.stats)
+        if writer is None and unchanged and old_ds is not None:
+            # step 2: the stored matrix is exactly this build's; leave it as it is
+            counts.update(symbols=len(fps), rows=old_ds.count_rows())
+            return counts
+        if writer is None:  # symbols dropped, files re-stamped, a first empty build: rewrite
+            writer = _Writer(stack.enter_context(atomic_path(target)))
+            for pending in held:
+                counts["rows"] += _write_chunk(writer, pending, old_ds)
+        writer.close({_META_KEY: json.dumps(fps, sort_keys=True).encode(),
+                      _STAT_KEY: json.dumps(stats, sort_keys=True).encode()})
     counts["symbols"] = len(fps)
     return counts
+
+
+def _write_chunk(writer: _Writer, res: ChunkResult, old_ds: ds.Dataset | None) -> int:
+    """One row group: the chunk's kept old rows and fresh rows, in symbol order."""
+    parts: dict[Key, pa.Table] = {}
+    if res.kept and old_ds is not None:
+        # the old matrix is sorted by symbol and written one row group per chunk, so the
+        # range bounds let parquet statistics skip the row groups of other chunks
+        names = sorted({s for s, _ in res.kept})
+        where = ((ds.field("symbol") >= names[0]) & (ds.field("symbol") <= names[-1])
+                 & ds.field("symbol").isin(names))
+        old_parts = _by_key(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA))
+        parts.update({k: old_parts[k] for k in res.kept if k in old_parts})
+    if not parts:
+        table = res.fresh
+    else:
+        parts.update(_by_key(res.fresh))
+        table = pa.concat_tables([parts[k] for k in sorted(parts)])
+    if table.num_rows:
+        writer.write(table)
+    return table.num_rows
 
 
 def snapshot(lake: Lakehouse, provider: Any, timeframe: str,
              symbols_by_universe: dict[str, list[str]], as_of: pd.Timestamp,
              run_id: str) -> dict[str, int]:
-    """feature-ingest steps 1-3. Returns counts by source."""
+    """feature-ingest steps 1-3. Returns counts by source. Stored bars are read and rated
+    `CHUNK_SYMBOLS` at a time (threaded Arrow reads), so memory stays bounded by a chunk."""
     frames = []
     counts = {"symbols": 0, "from_provider": 0, "computed": 0, "no_bars": 0}
     for universe, symbols in sorted(symbols_by_universe.items()):
@@ -185,17 +357,13 @@ def snapshot(lake: Lakehouse, provider: Any, timeframe: str,
             frames.append(got)
             counts["from_provider"] += len(got)
             symbols = sorted(set(symbols) - set(got["symbol"]))
-        stored = [(s, lake.read_ohlcv(provider.name, timeframe, s)) for s in sorted(symbols)]
-        have = [(s, b) for s, b in stored if b is not None and len(b)]
-        counts["no_bars"] += len(stored) - len(have)
-        if have:
-            panel, n = frames_panel([b for _, b in have])
-            vals = last_values(rate(panel), n)
-            vals.insert(0, "symbol", [s for s, _ in have])
-            vals.insert(1, "timestamp", [b["timestamp"].iloc[-1] for _, b in have])
-            vals["source"] = "computed"
-            frames.append(vals)
-            counts["computed"] += len(have)
+        todo = sorted(symbols)
+        for start in range(0, len(todo), CHUNK_SYMBOLS):
+            vals = _last_ratings(lake, provider.name, timeframe, todo[start:start + CHUNK_SYMBOLS])
+            counts["no_bars"] += min(CHUNK_SYMBOLS, len(todo) - start) - len(vals)
+            if len(vals):
+                frames.append(vals)
+                counts["computed"] += len(vals)
     if frames:
         out = pd.concat(frames, ignore_index=True)
         out["provider"] = provider.name
@@ -204,3 +372,21 @@ def snapshot(lake: Lakehouse, provider: Any, timeframe: str,
         write_parquet(out.sort_values("symbol").reset_index(drop=True), path)
     counts["symbols"] = sum(len(v) for v in symbols_by_universe.values())
     return counts
+
+
+def _last_ratings(lake: Lakehouse, provider: str, timeframe: str,
+                  symbols: list[str]) -> pd.DataFrame:
+    """symbol, timestamp (its last stored bar), adx and recommend_* there, for the symbols
+    of `symbols` that have stored bars."""
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        bars = list(pool.map(lambda s: lake.read_ohlcv_arrays(provider, timeframe, s), symbols))
+    have = [(s, b) for s, b in zip(symbols, bars, strict=True) if b is not None and len(b["close"])]
+    if not have:
+        return pd.DataFrame()
+    panel, n = frames_panel([b for _, b in have])
+    vals = last_values(rate(panel), n)
+    last = np.array([b["timestamp"][-1] for _, b in have], dtype="int64").view("datetime64[ns]")
+    vals.insert(0, "symbol", [s for s, _ in have])
+    vals.insert(1, "timestamp", pd.DatetimeIndex(last).tz_localize("UTC"))
+    vals["source"] = "computed"
+    return vals

@@ -25,8 +25,8 @@ from portflow.data import features, scan
 from portflow.data.candidates import Candidate, load_candidates, sleeve_candidates
 from portflow.data.ingest import Ingestor, Target, run_ingest
 from portflow.data.metadata import ingest_metadata
-from portflow.errors import DataError, RunError
-from portflow.executors import default_jobs
+from portflow.errors import DataError, RunError, UsageError
+from portflow.executors import Executor, RayExecutor, default_jobs
 from portflow.lakehouse import atomic
 from portflow.providers.base import Provider
 from portflow.runs import Run, newest_data_run
@@ -41,6 +41,18 @@ class IngestOptions:
     freshness_hours: float | None = None
     strict: bool = False
     recheck_toxic: bool = False
+    executor: str = "local"  # or "ray": ingestion and backfill chunks fan out on Ray
+    ray_address: str | None = None
+
+    def make_executor(self) -> Executor | None:
+        """None for the local threads; a Ray executor (local cluster, or `ray_address`)."""
+        if self.executor == "local":
+            if self.ray_address:
+                raise UsageError("--ray-address needs --executor ray")
+            return None
+        if self.executor == "ray":
+            return RayExecutor(address=self.ray_address, num_cpus=self.jobs)
+        raise UsageError(f"--executor must be 'local' or 'ray', not '{self.executor}'")
 
 
 def sleeves_of(ctx: Context, profile: str) -> list[SleeveProfile]:
@@ -113,7 +125,7 @@ def _targets(
 
 def step_ingest(
     ctx: Context, run: Run, sleeves: list[SleeveProfile], candidates: list[Candidate],
-    opts: IngestOptions,
+    opts: IngestOptions, executor: Executor | None = None,
 ) -> None:
     with run.step("data-ingest") as counts:
         total: dict[str, int] = defaultdict(int)
@@ -132,7 +144,9 @@ def step_ingest(
             jobs = opts.jobs or sleeve.ingest.jobs or default_jobs()
             todo = sorted(targets.values(), key=lambda t: t.symbol)
             with Tracker(f"data-ingest {provider.name}", len(todo)) as tracker:
-                report = run_ingest(ingestor, todo, jobs, on_done=lambda _o: tracker.advance())
+                report = run_ingest(ingestor, todo, jobs, on_done=lambda _o: tracker.advance(),
+                                    executor=executor,
+                                    provider=(sleeve.provider.name, sleeve.provider.options))
             for k, v in report.counts().items():
                 total[k] += v
             per_symbol.update(report.per_symbol())
@@ -250,7 +264,8 @@ def step_feature_ingest(
         log("feature-ingest: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
-def step_feature_backfill(ctx: Context, run: Run, sleeves: list[SleeveProfile]) -> None:
+def step_feature_backfill(ctx: Context, run: Run, sleeves: list[SleeveProfile],
+                          executor: Executor | None = None) -> None:
     """Every healthy symbol of the whole lakehouse — every provider, not only this run's
     candidates — so a backfill scoped to one profile never erases another's rows; and every
     symbol already in the matrix keeps its rows when it stops being healthy (a symbol turned
@@ -263,7 +278,7 @@ def step_feature_backfill(ctx: Context, run: Run, sleeves: list[SleeveProfile]) 
         keys = {(str(p), str(s)) for p, s in zip(ok["provider"], ok["symbol"], strict=True)}
         keys |= features.matrix_keys(ctx.lake.features_matrix_path)
         sources = [(p, timeframes.get(p, "1d"), s) for p, s in sorted(keys)]
-        counts.update(features.backfill(ctx.lake, sources))
+        counts.update(features.backfill(ctx.lake, sources, executor=executor))
         log("feature-backfill: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
@@ -272,15 +287,17 @@ def step_feature_backfill(ctx: Context, run: Run, sleeves: list[SleeveProfile]) 
 
 def flow_data(ctx: Context, profile: str, run_id: str | None, opts: IngestOptions) -> Run:
     sleeves = sleeves_of(ctx, profile)
-    run = new_data_run(ctx, profile, run_id, {"sleeves": [s.name for s in sleeves]})
+    executor = opts.make_executor()
+    run = new_data_run(ctx, profile, run_id, {"sleeves": [s.name for s in sleeves],
+                                              "executor": opts.executor})
     log(f"flow-data: run {run.run_id} (as of {ctx.as_of:%Y-%m-%d}) for {', '.join(s.name for s in sleeves)}")
     with run.lifecycle(), ctx.lake.writer():
         step_scan(ctx, run, sleeves)
         candidates = load_candidates(ctx.data_dir, run.run_id)
-        step_ingest(ctx, run, sleeves, candidates, opts)
+        step_ingest(ctx, run, sleeves, candidates, opts, executor)
         step_meta(ctx, run, sleeves, candidates)
         step_feature_ingest(ctx, run, sleeves, candidates)
-        step_feature_backfill(ctx, run, sleeves)
+        step_feature_backfill(ctx, run, sleeves, executor)
     return run
 
 

@@ -23,6 +23,13 @@ Per symbol (in parallel; one symbol's failure never stops the others):
    pages that arrived — guarded and merged like any fetch — and the symbol counts as failed
    without a freshness record, so the next run resumes from its last stored bar.
 
+Parallelism (:func:`run_ingest`): steps 1-4 (`Ingestor.fetch`) run on `jobs` fetch threads
+and steps 5-6 (`Ingestor.finish`) on `FINISH_THREADS` writer threads, so `jobs` requests stay
+in flight while earlier answers are guarded and written; at most `BACKLOG` answers wait for
+a writer. After the provider's answer a symbol's work is numpy/Arrow only (pandas would hold
+the GIL and serialise the threads). Through an executor (Ray) each task runs steps 1-6 for
+one symbol in a worker (`RemoteIngest`), the one writer of that symbol's file.
+
 The health table has one writer (the calling thread), flushed in batches while workers run,
 so a killed run loses at most the last batch of health rows — the next run re-audits every
 symbol from its stored bars and completes the table.
@@ -30,9 +37,14 @@ symbol from its stored bars and completes the table.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import functools
 import math
+import queue
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +53,15 @@ import pandas as pd
 
 from portflow import clock
 from portflow.errors import PartialFetchError
-from portflow.executors import LocalExecutor
-from portflow.lakehouse.store import OHLCV_COLUMNS, PRICE_COLUMNS, Lakehouse, utc_timestamps
+from portflow.executors import Executor, LocalExecutor
+from portflow.lakehouse.store import BAR_FIELDS, PRICE_COLUMNS, Lakehouse, utc_timestamps
 from portflow.providers.base import Provider
 
 TOXIC_LOG_MOVE = math.log(6.0)
 FLAT_BARS = 5
 HEALTH_FLUSH_SECONDS = 2.0
+FINISH_THREADS = 8  # guard + merge + write: mostly parquet encoding and fsync (GIL released)
+BACKLOG = 4 * FINISH_THREADS  # fetched answers waiting for a writer, at most
 
 
 @dataclass(frozen=True)
@@ -106,12 +120,20 @@ def toxic_check(bars: pd.DataFrame, prev_close: float | None) -> tuple[str, pd.T
     """Step 5: the first guard violation in `bars` as (reason, bar timestamp), or None."""
     if bars.empty:
         return None
-    ts = _ns(bars["timestamp"])
+    return _toxic(_ns(bars["timestamp"]),
+                  {c: bars[c].to_numpy(dtype=float) for c in PRICE_COLUMNS}, prev_close)
+
+
+def _toxic(ts: np.ndarray, prices: dict[str, np.ndarray],
+           prev_close: float | None) -> tuple[str, pd.Timestamp] | None:
+    """:func:`toxic_check` on numpy columns (timestamps int64 ns)."""
+    if not len(ts):
+        return None
     srt = np.sort(ts)
     dup = srt[1:][np.diff(srt) == 0]
     if len(dup):
         return "duplicate timestamp", _stamp(dup[0])
-    o, h, lo, close = (bars[c].to_numpy(dtype=float) for c in PRICE_COLUMNS)
+    o, h, lo, close = (prices[c] for c in PRICE_COLUMNS)
     for reason, bad in (
         ("NaN price", np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(close)),
         ("non-positive price", (o <= 0) | (h <= 0) | (lo <= 0) | (close <= 0)),
@@ -133,7 +155,12 @@ def toxic_check(bars: pd.DataFrame, prev_close: float | None) -> tuple[str, pd.T
 def audit(bars: pd.DataFrame, calendar: str, target: pd.Timestamp) -> tuple[str, str, Any]:
     """Step 6: (status, reason, offending bar) of a stored history, judged at `target`.
     `bars` is sorted by timestamp (as stored)."""
-    ts = _ns(bars["timestamp"])
+    return _audit(_ns(bars["timestamp"]), bars["close"].to_numpy(float), calendar, target)
+
+
+def _audit(ts: np.ndarray, close: np.ndarray, calendar: str,
+           target: pd.Timestamp) -> tuple[str, str, Any]:
+    """:func:`audit` on numpy columns (timestamps int64 ns, sorted)."""
     n = int(np.searchsorted(ts, target.value, side="right"))
     if n == 0:
         return "stale", f"no bar on or before {target:%Y-%m-%d}", None
@@ -141,7 +168,7 @@ def audit(bars: pd.DataFrame, calendar: str, target: pd.Timestamp) -> tuple[str,
     last = _stamp(ts[-1])
     if last < target:
         return "stale", f"no bar for the last closed bar {target:%Y-%m-%d}; last bar {last:%Y-%m-%d}", last
-    close = bars["close"].to_numpy(float)[:n]
+    close = close[:n]
     if n >= FLAT_BARS and np.all(close[-FLAT_BARS:] == close[-1]):
         run = n - 1
         while run > 0 and close[run - 1] == close[-1]:
@@ -174,6 +201,20 @@ def _next_bar(calendar: str, last: pd.Timestamp) -> pd.Timestamp:
     return nxt[0] if len(nxt) else last + pd.Timedelta(days=1)
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """A provider's answer for one target with what steps 5-6 need from steps 1-4."""
+
+    target: Target
+    target_bar: pd.Timestamp
+    stored: dict[str, np.ndarray] | None
+    last: pd.Timestamp | None
+    start: pd.Timestamp
+    fetched_at: pd.Timestamp
+    raw: pd.DataFrame
+    partial: PartialFetchError | None = None  # step 7: the pages that arrived before it
+
+
 class Ingestor:
     """Steps 1-6 for a list of targets against one provider and one lakehouse."""
 
@@ -187,6 +228,7 @@ class Ingestor:
         timeframe: str = "1d",
         recheck_toxic: bool = False,
         now: Callable[[], pd.Timestamp] | None = None,
+        health: dict[str, dict[str, Any]] | None = None,
         data_run: str | None = None,
     ) -> None:
         self.lake = lake
@@ -197,7 +239,7 @@ class Ingestor:
         self.timeframe = timeframe
         self.recheck_toxic = recheck_toxic
         self.now = now or (lambda: pd.Timestamp.now(tz="UTC"))
-        self._health = lake.health_of(provider.name)
+        self._health = lake.health_of(provider.name) if health is None else health
         self.data_run = data_run
 
     def record_health(self, rows: list[dict[str, Any]]) -> None:
@@ -219,6 +261,12 @@ class Ingestor:
         }
 
     def one(self, t: Target) -> Outcome:
+        """Steps 1-6 for one target, in the calling thread."""
+        got = self.fetch(t)
+        return got if isinstance(got, Outcome) else self.finish(got)
+
+    def fetch(self, t: Target) -> Outcome | Fetched:
+        """Steps 1-4: an Outcome when nothing is fetched, else the provider's answer."""
         target = clock.last_closed_bar(t.calendar, self.as_of)
         prev = self._health.get(t.symbol, {})
         if prev.get("status") == "toxic" and not self.recheck_toxic:
@@ -227,10 +275,12 @@ class Ingestor:
                 f"toxic since {pd.Timestamp(prev['audited_at']):%Y-%m-%d}: {prev.get('reason')}"
                 " (re-run with --recheck-toxic to fetch it again)",
             )
-        stored = self.lake.read_ohlcv(self.provider.name, self.timeframe, t.symbol)
-        last = None if stored is None or stored.empty else stored["timestamp"].max()
-        if last is not None and last >= target:
-            status, reason, bar = audit(stored, t.calendar, target)
+        stored = self.lake.read_ohlcv_arrays(self.provider.name, self.timeframe, t.symbol)
+        if stored is not None and not len(stored["timestamp"]):
+            stored = None
+        last = None if stored is None else _stamp(stored["timestamp"].max())
+        if stored is not None and last is not None and last >= target:
+            status, reason, bar = _audit(stored["timestamp"], stored["close"], t.calendar, target)
             return Outcome(
                 t.symbol, "fresh", f"up to date (last bar {target:%Y-%m-%d})", 0,
                 self._row(t.symbol, status, reason, bar, last_bar=last),
@@ -245,7 +295,7 @@ class Ingestor:
             reason = f"asked {hours:.1f}h ago for {target:%Y-%m-%d}; provider had nothing newer"
             health = None
             if stored is not None:
-                status, why, bar = audit(stored, t.calendar, target)
+                status, why, bar = _audit(stored["timestamp"], stored["close"], t.calendar, target)
                 health = self._row(t.symbol, status, why, bar, last_bar=last)
             return Outcome(t.symbol, "fresh", reason, 0, health)
 
@@ -254,26 +304,33 @@ class Ingestor:
         else:
             start = _next_bar(t.calendar, last)
         fetched_at = self.now()
-        partial: PartialFetchError | None = None
         try:
             raw = self.provider.fetch_ohlcv(t.universe, t.symbol, start, self.as_of)
         except PartialFetchError as exc:  # step 7
-            raw, partial = exc.bars, exc
+            return Fetched(t, target, stored, last, start, fetched_at, exc.bars, exc)
+        return Fetched(t, target, stored, last, start, fetched_at, raw)
+
+    def finish(self, f: Fetched) -> Outcome:
+        """Steps 5-6 on a fetched answer: guard, merge, write (this symbol's one writer)."""
+        t, target, stored, last, start, fetched_at, raw, partial = (
+            f.target, f.target_bar, f.stored, f.last, f.start, f.fetched_at, f.raw, f.partial)
+        # From here on plain numpy columns: per-symbol pandas work holds the GIL and would
+        # serialise the fetch threads (benchmarks/README.md, parallel ingestion).
         ts = _ns(raw["timestamp"])
         if len(ts) < 2 or (np.diff(ts) > 0).all():  # sorted, as providers answer: a slice
             lo = int(np.searchsorted(ts, start.value, side="left"))
             hi = int(np.searchsorted(ts, target.value, side="right"))
-            new = raw.iloc[lo:hi][OHLCV_COLUMNS]
+            pick: slice | np.ndarray = slice(lo, hi)
         else:
-            new = raw.loc[(ts <= target.value) & (ts >= start.value), OHLCV_COLUMNS]
-        if str(new["timestamp"].dtype) != "datetime64[ns, UTC]" or (new["symbol"] != t.symbol).any():
-            new = new.assign(timestamp=utc_timestamps(new["timestamp"]), symbol=t.symbol)
+            pick = (ts <= target.value) & (ts >= start.value)
+        new_ts = ts[pick]
+        new = {c: raw[c].to_numpy(dtype="float64")[pick] for c in BAR_FIELDS}
         checks = {} if partial else {"last_checked_at": fetched_at, "checked_for": target}
         prev_close = None
-        if stored is not None and not stored.empty:
-            n_old = int(np.searchsorted(_ns(stored["timestamp"]), start.value, side="left"))
-            prev_close = float(stored["close"].iloc[n_old - 1]) if n_old else None
-        bad = toxic_check(new, prev_close)
+        if stored is not None:
+            n_old = int(np.searchsorted(stored["timestamp"], start.value, side="left"))
+            prev_close = float(stored["close"][n_old - 1]) if n_old else None
+        bad = _toxic(new_ts, new, prev_close)
         if bad is not None:
             reason, bar = bad
             stamp = f"{fetched_at:%Y%m%dT%H%M%S%fZ}"
@@ -283,41 +340,147 @@ class Ingestor:
                 f"{self.lake.relative(qpath)}", 0,
                 self._row(t.symbol, "toxic", reason, bar, last_bar=last, **checks),
             )
-        if new.empty and partial is not None:
+        if not len(new_ts) and partial is not None:
             return Outcome(t.symbol, "failed", str(partial))
-        if new.empty:
+        if not len(new_ts):
             if stored is None:
                 return Outcome(
                     t.symbol, "failed", f"provider has no bars up to {target:%Y-%m-%d}", 0,
                     self._row(t.symbol, "stale", f"provider has no bars up to {target:%Y-%m-%d}",
                               None, **checks),
                 )
-            status, reason, bar = audit(stored, t.calendar, target)
+            status, reason, bar = _audit(stored["timestamp"], stored["close"], t.calendar, target)
             return Outcome(
                 t.symbol, "fetched", "provider had nothing newer", 0,
                 self._row(t.symbol, status, reason, bar, last_bar=last, **checks),
             )
-        if stored is not None and not stored.empty:
-            keep = stored[~stored["timestamp"].isin(new["timestamp"])]
-            merged = pd.concat([keep[OHLCV_COLUMNS], new], ignore_index=True)
-        else:
-            merged = new
-        self.lake.write_ohlcv(self.provider.name, self.timeframe, t.symbol, merged)
-        if stored is not None and not stored.empty:
-            merged = merged.sort_values("timestamp", kind="stable")
-        status, reason, bar = audit(merged, t.calendar, target)
+        merged_ts, merged = new_ts, new
+        if stored is not None:  # fetched bars win; stored bars kept where none was fetched
+            keep = ~np.isin(stored["timestamp"], new_ts)
+            merged_ts = np.concatenate([stored["timestamp"][keep], new_ts])
+            order = np.argsort(merged_ts, kind="stable")
+            merged_ts = merged_ts[order]
+            merged = {c: np.concatenate([stored[c][keep], new[c]])[order] for c in BAR_FIELDS}
+        self.lake.write_ohlcv_arrays(self.provider.name, self.timeframe, t.symbol, merged_ts,
+                                     merged)
+        status, reason, bar = _audit(merged_ts, merged["close"], t.calendar, target)
         if partial is not None:
-            last_kept = merged["timestamp"].iloc[-1]
+            kept = _stamp(merged_ts[-1])
             return Outcome(
-                t.symbol, "failed", f"{partial}; kept {len(new)} bar(s) up to"
-                f" {last_kept:%Y-%m-%d}, the next run resumes from there", len(new),
-                self._row(t.symbol, status, reason, bar, last_bar=last_kept),
+                t.symbol, "failed", f"{partial}; kept {len(new_ts)} bar(s) up to"
+                f" {kept:%Y-%m-%d}, the next run resumes from there", len(new_ts),
+                self._row(t.symbol, status, reason, bar, last_bar=kept),
             )
         return Outcome(
-            t.symbol, "fetched", f"{len(new)} new bar(s) from {start:%Y-%m-%d}", len(new),
-            self._row(t.symbol, status, reason, bar, last_bar=merged["timestamp"].iloc[-1],
-                      **checks),
+            t.symbol, "fetched", f"{len(new_ts)} new bar(s) from {start:%Y-%m-%d}", len(new_ts),
+            self._row(t.symbol, status, reason, bar, last_bar=_stamp(merged_ts[-1]), **checks),
         )
+
+
+@dataclass
+class RemoteIngest:
+    """Ingestor.one for executor workers in other processes (Ray): built from plain data —
+    the provider from its name and options — once per worker process. Each worker writes
+    the OHLCV files of the symbols it ingests (one writer per file); health rows go back to
+    the driver, the health table's one writer."""
+
+    data_dir: str
+    provider: str
+    options: dict[str, Any]
+    as_of: pd.Timestamp
+    history_bars: dict[str, int]
+    freshness_hours: float
+    timeframe: str
+    recheck_toxic: bool
+    health: dict[str, dict[str, Any]]
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __call__(self, t: Target) -> Outcome:
+        # a worker may unpickle this spec once per task: build its Ingestor once per process
+        built = _WORKER_INGESTORS.get(self.key)
+        if built is None:
+            from portflow.providers import get_provider
+
+            built = Ingestor(
+                Lakehouse(self.data_dir), get_provider(self.provider, self.options),
+                self.as_of, self.history_bars, self.freshness_hours, self.timeframe,
+                self.recheck_toxic, health=self.health,
+            )
+            _WORKER_INGESTORS.clear()  # one ingestion at a time per worker process
+            _WORKER_INGESTORS[self.key] = built
+        return built.one(t)
+
+
+_WORKER_INGESTORS: dict[str, Ingestor] = {}
+
+
+def remote_ingest(ingestor: Ingestor, provider: tuple[str, dict[str, Any]]) -> RemoteIngest:
+    """The picklable twin of `ingestor`, its provider rebuilt in the worker from `provider`
+    = (registry name, options) — the config's block, not the lakehouse key."""
+    name, options = provider
+    return RemoteIngest(
+        str(ingestor.lake.data_dir), name, dict(options),
+        ingestor.as_of, dict(ingestor.history_bars), ingestor.freshness.total_seconds() / 3600,
+        ingestor.timeframe, ingestor.recheck_toxic, ingestor._health,
+    )
+
+
+def _pipeline(ingestor: Ingestor, targets: list[Target],
+              jobs: int) -> Iterator[tuple[Target, Outcome | BaseException]]:
+    """Producer/consumer: `jobs` threads only fetch (keeping `jobs` requests in flight),
+    `FINISH_THREADS` threads guard, merge and write; (target, outcome or error) as each
+    symbol completes. At most `BACKLOG` fetched answers wait for a writer, so a provider
+    faster than the disk never piles the whole universe up in memory."""
+    done: queue.SimpleQueue[tuple[Target, cf.Future[Any]]] = queue.SimpleQueue()
+    slots = threading.Semaphore(BACKLOG)
+    stopping = threading.Event()
+    fetchers = cf.ThreadPoolExecutor(jobs, thread_name_prefix="ingest-fetch")
+    # writers wait on fsync most of the time: as many as FINISH_THREADS, whatever `jobs` is
+    finishers = cf.ThreadPoolExecutor(FINISH_THREADS, thread_name_prefix="ingest-write")
+
+    def fetch(t: Target) -> Outcome | Fetched:
+        slots.acquire()
+        try:
+            if stopping.is_set():
+                raise cf.CancelledError()
+            got = ingestor.fetch(t)
+        except BaseException:
+            slots.release()
+            raise
+        if isinstance(got, Outcome):
+            slots.release()
+        return got
+
+    def written(t: Target, fut: cf.Future[Any]) -> None:
+        slots.release()
+        done.put((t, fut))
+
+    def fetched(t: Target, fut: cf.Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is not None or isinstance(fut.result(), Outcome):
+            done.put((t, fut))
+            return
+        try:
+            nxt = finishers.submit(ingestor.finish, fut.result())
+        except RuntimeError:  # shut down: the run is being abandoned
+            slots.release()
+            return
+        nxt.add_done_callback(functools.partial(written, t))
+
+    try:
+        for t in targets:
+            fetchers.submit(fetch, t).add_done_callback(functools.partial(fetched, t))
+        for _ in targets:
+            t, fut = done.get()
+            err = fut.exception()
+            yield t, (err if err is not None else fut.result())
+    finally:
+        # abandoned early (an error, Ctrl-C): wake every fetcher waiting for a slot
+        stopping.set()
+        fetchers.shutdown(wait=False, cancel_futures=True)
+        for _ in range(jobs):
+            slots.release()
+        finishers.shutdown(wait=True, cancel_futures=True)
+        fetchers.shutdown(wait=True)
 
 
 def run_ingest(
@@ -325,18 +488,30 @@ def run_ingest(
     targets: list[Target],
     jobs: int,
     on_done: Callable[[Outcome], None] | None = None,
+    executor: Executor | None = None,
+    provider: tuple[str, dict[str, Any]] | None = None,
 ) -> IngestReport:
-    """Run every target on `jobs` threads; health rows flushed in batches by this thread."""
+    """Run every target — inline (`jobs` 1), on the producer/consumer threads, or through
+    `executor` (e.g. Ray, the provider rebuilt in workers from `provider` = (name, options)); health rows are flushed
+    in batches by this thread, the health table's one writer."""
     report = IngestReport()
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
-    for res in LocalExecutor(jobs=jobs, kind="thread").map(ingestor.one, targets):
-        if res.ok:
-            assert res.value is not None
-            out = res.value
+    results: Iterator[tuple[Target, Outcome | BaseException]]
+    if executor is not None:
+        remote = remote_ingest(ingestor, provider or (ingestor.provider.name, {}))
+        results = ((o.item, o.value if o.error is None else o.error)  # type: ignore[misc]
+                   for o in executor.map(remote, targets))
+    elif jobs > 1:
+        results = _pipeline(ingestor, targets, jobs)
+    else:
+        results = ((o.item, o.value if o.error is None else o.error)  # type: ignore[misc]
+                   for o in LocalExecutor(jobs=1).map(ingestor.one, targets))
+    for t, res in results:
+        if isinstance(res, Outcome):
+            out = res
         else:
-            err = res.error
-            out = Outcome(res.item.symbol, "failed", f"{type(err).__name__}: {err}")
+            out = Outcome(t.symbol, "failed", f"{type(res).__name__}: {res}")
         report.outcomes.append(out)
         if out.health is not None:
             pending.append(out.health)

@@ -51,10 +51,11 @@ def write_parquet(df: pd.DataFrame, target: Path, index: bool = False) -> None:
     write_table(pa.Table.from_pandas(df, preserve_index=index), target)
 
 
-def write_table(table: pa.Table, target: Path) -> None:
-    """Write an Arrow table to `target` atomically."""
+def write_table(table: pa.Table, target: Path, **options: Any) -> None:
+    """Write an Arrow table to `target` atomically (zstd unless `options` say otherwise;
+    they are ``pyarrow.parquet.write_table``'s)."""
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, **{"compression": "zstd", **options})
 
 
 def write_text(text: str, target: Path) -> None:
@@ -88,6 +89,11 @@ def jsonable(obj: Any) -> Any:
 def write_json(obj: Any, target: Path) -> None:
     """Strict JSON (see :func:`jsonable`), indented, written atomically."""
     write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n", target)
+
+
+def fingerprint_bytes(data: bytes, digits: int = 16) -> str:
+    """:func:`fingerprint` of a file's bytes already in memory (the same digest)."""
+    return hashlib.sha256(data).hexdigest()[:digits]
 
 
 def fingerprint(path: Path, digits: int = 16) -> str:

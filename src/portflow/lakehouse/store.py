@@ -38,12 +38,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from portflow.errors import DataError, UsageError
 from portflow.lakehouse import atomic
 
 OHLCV_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
+BAR_FIELDS = ("open", "high", "low", "close", "volume")
+_TS = pa.timestamp("ns", tz="UTC")
 HEALTH_COLUMNS = [
     "provider",
     "symbol",
@@ -92,6 +95,32 @@ def utc_timestamps(values: pd.Series | pd.Index | Iterable[object]) -> pd.Series
     return pd.to_datetime(series, utc=True).astype("datetime64[ns, UTC]")
 
 
+#: OHLCV files are small (one per symbol) and read whole by every backfill: daily timestamps
+#: delta-encode to a few bytes, prices rarely repeat (dictionary pages cost more than they
+#: save), and lz4 decodes ~2x faster than zstd at about the same size for such columns:
+#: ~0.3 ms to read a 2,500-bar file instead of ~1 ms (benchmarks/README.md).
+OHLCV_PARQUET_OPTIONS: dict[str, object] = {
+    "compression": "lz4",
+    "use_dictionary": ["symbol"],
+    "column_encoding": {"timestamp": "DELTA_BINARY_PACKED"},
+}
+
+
+def ohlcv_arrays(data: pa.Buffer | Path, where: str) -> dict[str, np.ndarray]:
+    """Parse a stored OHLCV file (its bytes, or its path) into numpy columns: `timestamp`
+    int64 ns UTC and `BAR_FIELDS` float64. `where` names the file in the error."""
+    try:
+        # one small file per symbol: Arrow's own thread pool costs more than it decodes
+        table = pq.ParquetFile(pa.BufferReader(data) if isinstance(data, pa.Buffer) else data
+                               ).read(columns=["timestamp", *BAR_FIELDS], use_threads=False)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{where}: unreadable parquet ({exc}); delete it and re-run"
+                        " data-ingest to fetch it again") from exc
+    out = {f: table[f].to_numpy() for f in BAR_FIELDS}
+    out["timestamp"] = table["timestamp"].cast(_TS).to_numpy().view("int64")
+    return out
+
+
 class Lakehouse:
     """Access to one data dir's lakehouse. Cheap to construct; holds no open files."""
 
@@ -119,9 +148,17 @@ class Lakehouse:
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - one Lakehouse per data dir, long-lived
     def _ohlcv_path(self, provider: str, timeframe: str, symbol: str) -> Path:
+        path = self._ohlcv_dir(provider, timeframe) / f"{symbol_key(symbol)}.parquet"
+        # The folder is checked once; the name has no separator and is not dots-only, so
+        # only a symlink could lead out of it (one lstat instead of a full resolve: a
+        # backfill looks up thousands of paths in a fresh process).
+        return self._inside(path) if path.is_symlink() else path
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one Lakehouse per data dir, long-lived
+    def _ohlcv_dir(self, provider: str, timeframe: str) -> Path:
         p = self._part(provider, "provider")
         tf = self._part(timeframe, "timeframe")
-        return self._inside(self.root / "ohlcv" / p / tf / f"{symbol_key(symbol)}.parquet")
+        return self._inside(self.root / "ohlcv" / p / tf)
 
     def quarantine_dir(self, provider: str, timeframe: str, symbol: str) -> Path:
         p = self._part(provider, "provider")
@@ -180,24 +217,41 @@ class Lakehouse:
         df["timestamp"] = utc_timestamps(df["timestamp"])
         return df
 
-    def write_ohlcv(self, provider: str, timeframe: str, symbol: str, bars: pd.DataFrame) -> Path:
-        """Store bars sorted by timestamp, unique timestamps, SPEC columns only.
+    def read_ohlcv_arrays(self, provider: str, timeframe: str,
+                          symbol: str) -> dict[str, np.ndarray] | None:
+        """A symbol's stored bars as numpy columns — `timestamp` (int64 ns UTC, sorted) and
+        `open`..`volume` (float64) — or None when it has no file. The hot paths (ingest,
+        feature-ingest, backfill) use this instead of :meth:`read_ohlcv`: no pandas."""
+        path = self.ohlcv_path(provider, timeframe, symbol)
+        try:
+            return ohlcv_arrays(pa.py_buffer(path.read_bytes()), self.relative(path))
+        except FileNotFoundError:
+            return None
 
-        Built straight into an Arrow table from numpy arrays: this runs once per symbol on
-        the ingest hot path, where pandas copies would hold the GIL for most of the time."""
-        ts = utc_timestamps(bars["timestamp"]).to_numpy(dtype="datetime64[ns]")
-        order = np.argsort(ts, kind="stable")
-        ts = ts[order]
-        if len(ts) > 1 and not (np.diff(ts.view("int64")) > 0).all():
+    def write_ohlcv(self, provider: str, timeframe: str, symbol: str, bars: pd.DataFrame) -> Path:
+        """Store bars sorted by timestamp, unique timestamps, SPEC columns only."""
+        ts = utc_timestamps(bars["timestamp"]).to_numpy(dtype="datetime64[ns]").view("int64")
+        prices = {c: bars[c].to_numpy(dtype="float64") for c in BAR_FIELDS}
+        return self.write_ohlcv_arrays(provider, timeframe, symbol, ts, prices)
+
+    def write_ohlcv_arrays(self, provider: str, timeframe: str, symbol: str,
+                           timestamp_ns: np.ndarray, prices: dict[str, np.ndarray]) -> Path:
+        """:meth:`write_ohlcv` from numpy columns (timestamps as int64 ns UTC).
+
+        Built straight into an Arrow table: this runs once per symbol on the ingest hot
+        path, where pandas copies would hold the GIL for most of the time."""
+        order = np.argsort(timestamp_ns, kind="stable")
+        ts = np.asarray(timestamp_ns, dtype="int64")[order]
+        if len(ts) > 1 and not (np.diff(ts) > 0).all():
             raise DataError(f"{symbol}: refusing to store duplicate timestamps")
         cols: dict[str, pa.Array] = {
-            "timestamp": pa.array(ts, type=pa.timestamp("ns", tz="UTC")),
+            "timestamp": pa.array(ts.view("datetime64[ns]"), type=_TS),
             "symbol": pa.repeat(pa.scalar(symbol, type=pa.string()), len(ts)),
         }
-        for c in ("open", "high", "low", "close", "volume"):
-            cols[c] = pa.array(bars[c].to_numpy(dtype="float64")[order])
+        for c in BAR_FIELDS:
+            cols[c] = pa.array(np.asarray(prices[c], dtype="float64")[order])
         path = self.ohlcv_path(provider, timeframe, symbol)
-        atomic.write_table(pa.table(cols), path)
+        atomic.write_table(pa.table(cols), path, **OHLCV_PARQUET_OPTIONS)
         return path
 
     def quarantine(

@@ -52,6 +52,8 @@ class BarPanel:
     volume: np.ndarray
 
 
+RATING_BLOCK = 1000  # columns rated at once (memory stays bounded at 10,000 symbols)
+
 def perf_rows(calendar: str) -> tuple[int, int, int]:
     return PERF_ROWS_24_7 if calendar == "24/7" else PERF_ROWS_SESSIONS
 
@@ -137,7 +139,13 @@ def canonical_fields(
             "volatility_d": vol_d,
         }
     )
-    ratings = _rating_fields({f: getattr(panel, f)[:, cols] for f in BAR_FIELDS})
+    # Ratings over each symbol's whole history, a block of columns at a time: at 10,000
+    # symbols one panel with its left-aligned copy and outputs would take several GiB.
+    ratings = pd.concat(
+        [_rating_fields({f: getattr(panel, f)[:, cols[at:at + RATING_BLOCK]] for f in BAR_FIELDS})
+         for at in range(0, cols.size, RATING_BLOCK)],
+        ignore_index=True,
+    )
     for name in ratings.columns:
         frame[name] = ratings[name].to_numpy()
     return cols, frame[["symbol", *BAR_SCAN_FIELDS]]
