@@ -83,19 +83,33 @@ def window_index(calendar: str, as_of: pd.Timestamp, lookback_bars: int) -> pd.D
 
 
 def _day(ns: int) -> str:
-    return f"{pd.Timestamp(ns, tz='UTC'):%Y-%m-%d}"
+    return str(np.datetime64(int(ns), "ns").astype("datetime64[D]"))
 
 
-def _strict_health(c: CandidateBars, as_of: pd.Timestamp, span: np.ndarray) -> list[str]:
+@dataclass(frozen=True)
+class _Calendar:
+    """What Strict Health needs of one calendar at the clock, computed once per window:
+    its last closed bar and its sessions inside the window (both int64 UTC ns)."""
+
+    end: int
+    sessions: np.ndarray
+
+    @classmethod
+    def at(cls, calendar: str, as_of: pd.Timestamp, span: np.ndarray) -> _Calendar:
+        end = clock.last_closed_bar(calendar, as_of).value
+        return cls(end, clock.session_ns(calendar, int(span[0]), min(int(span[-1]), end)))
+
+
+def _strict_health(c: CandidateBars, cal: _Calendar, span: np.ndarray) -> list[str]:
     """Step 2 for one candidate: every reason it is unhealthy (empty = healthy).
-    span: the window's bar dates, int64 UTC ns."""
+    span: the window's bar dates, int64 UTC ns; cal: the candidate's calendar at the clock."""
     if c.phase1_status == "toxic":
         return [f"toxic in Phase 1: {c.phase1_reason}"]
     if c.phase1_status is not None and c.phase1_status != "healthy":
         return [f"{c.phase1_status} in Phase 1: {c.phase1_reason}"]
     if c.bars is None or len(c.bars) == 0:
         return ["no stored bars in the lakehouse (not ingested, or quarantined)"]
-    own_end = clock.last_closed_bar(c.calendar, as_of).value
+    own_end = cal.end
     ts = c.bars.ts[: int(np.searchsorted(c.bars.ts, own_end, side="right"))]
     if ts.size == 0:
         return [f"no bar on or before {_day(own_end)}"]
@@ -107,8 +121,9 @@ def _strict_health(c: CandidateBars, as_of: pd.Timestamp, span: np.ndarray) -> l
         reasons.append(f"flat: last {FLAT_BARS} closes identical at {close[-1]:g}")
     if ts[0] > span[0]:
         reasons.append(f"history starts {_day(ts[0])}; the window needs bars from {_day(span[0])}")
-    own = clock.session_ns(c.calendar, max(int(span[0]), int(ts[0])), min(int(span[-1]), own_end))
-    inside = ts[(ts >= own[0]) & (ts <= own[-1])] if own.size else ts[:0]
+    # the sessions of its own calendar from the later of the window start and its first bar
+    own = cal.sessions[int(np.searchsorted(cal.sessions, ts[0], side="left")):]
+    inside = ts[int(np.searchsorted(ts, own[0], side="left")):] if own.size else ts[:0]
     if own.size != inside.size or not np.array_equal(own, inside):
         missing = np.setdiff1d(own, ts, assume_unique=True)
         if missing.size:
@@ -135,8 +150,9 @@ def build_window(
     closes: dict[str, np.ndarray] = {}
     liquidity: dict[str, float] = {}
     span = index.as_unit("ns").asi8
+    cals = {cal: _Calendar.at(cal, as_of, span) for cal in {c.calendar for c in candidates}}
     for c in sorted(candidates, key=lambda c: c.key):
-        reasons = _strict_health(c, as_of, span)
+        reasons = _strict_health(c, cals[c.calendar], span)
         rec: dict[str, Any] = {"key": c.key, "symbol": c.symbol, "direction": c.direction,
                                "calendar": c.calendar, "healthy": not reasons,
                                "reasons": reasons}
