@@ -32,8 +32,8 @@ from harness import Row, speedup
 from portflow import clock
 from portflow.alpha import sleeve, validate
 from portflow.alpha.optimize import optimize
-from portflow.alpha.sleeve import per_bar_rate
 from portflow.alpha.settings import SleeveSettings
+from portflow.alpha.sleeve import per_bar_rate
 from portflow.alpha.view import Bars, MetaVersions, RatingsHistory, SleeveCandidate, SleeveView
 from portflow.context import Context
 from portflow.data.candidates import Direction
