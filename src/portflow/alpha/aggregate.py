@@ -83,8 +83,8 @@ def window_index(calendar: str, as_of: pd.Timestamp, lookback_bars: int) -> pd.D
 
 def _strict_health(c: CandidateBars, as_of: pd.Timestamp, span: pd.DatetimeIndex) -> list[str]:
     """Step 2 for one candidate: every reason it is unhealthy (empty = healthy)."""
-    if c.phase1_status == "toxic":
-        return [f"toxic in Phase 1: {c.phase1_reason}"]
+    if c.phase1_status in ("toxic", "unreadable"):
+        return [f"{c.phase1_status} in Phase 1: {c.phase1_reason}"]
     if c.bars is None or c.bars.empty:
         return ["no stored bars in the lakehouse (not ingested, or quarantined)"]
     own_end = clock.last_closed_bar(c.calendar, as_of)

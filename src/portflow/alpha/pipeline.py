@@ -34,7 +34,7 @@ from portflow.config import config_hash
 from portflow.config.models import SleeveProfile
 from portflow.context import Context
 from portflow.data.candidates import Candidate, load_candidates, sleeve_candidates
-from portflow.errors import HealthGateError, RunError
+from portflow.errors import CorruptTableError, HealthGateError, RunError
 from portflow.lakehouse import atomic
 from portflow.ratings.panel import frames_panel, last_values, rate
 from portflow.runs import NOT_AVAILABLE, Run, newest_data_run
@@ -51,7 +51,8 @@ def resolve_data_run(ctx: Context, profile: str, data_run: str | None) -> dict[s
     or of a meta containing it (by recorded start time)."""
     if data_run is None:
         data_run = newest_data_run(
-            ctx.data_dir, [profile, *ctx.config.metas_containing(profile)], "data-ingest"
+            ctx.data_dir, [profile, *ctx.config.metas_containing(profile)], "data-ingest",
+            ctx.as_of,
         )
         if data_run is None:
             raise RunError(
@@ -113,10 +114,13 @@ def _load_bars(ctx: Context, sleeve: SleeveProfile, cands: list[Candidate],
     for c in cands:
         universe = universes[c.scanner_in(universes)]
         cal = provider.calendar(universe)
-        bars = ctx.lake.read_ohlcv(provider.name, sleeve.timeframe, c.symbol)
+        h = dict(health.get(c.symbol, {}))
+        try:
+            bars = ctx.lake.read_ohlcv(provider.name, sleeve.timeframe, c.symbol)
+        except CorruptTableError as exc:  # fails this candidate only, with the repair
+            bars, h = None, {"status": "unreadable", "reason": str(exc)}
         if bars is not None:
             bars = bars[bars["timestamp"] <= clock.last_closed_bar(cal, as_of)]
-        h = dict(health.get(c.symbol, {}))
         if h.get("status") == "toxic" and _after(h.get("bar_timestamp"), as_of):
             # the offending bar came after this window: the stored bars up to the window end
             # are clean (the toxic fetch was quarantined), so the future does not decide
@@ -153,10 +157,10 @@ def symbols_as_of(ctx: Context, provider: str, as_of: pd.Timestamp) -> pd.DataFr
 
 def _features_as_of(ctx: Context, symbols: list[str], as_of: pd.Timestamp) -> pd.Series:
     """recommend_all of each symbol at its last matrix row on or before the window end."""
-    path = ctx.lake.features_matrix_path
-    if not path.exists() or not symbols:
+    matrix = ctx.lake.features_dataset()
+    if matrix is None or not symbols:
         return pd.Series(np.nan, index=symbols, dtype=float)
-    table = ds.dataset(path).to_table(
+    table = matrix.to_table(
         columns=["timestamp", "symbol", "recommend_all"],
         filter=(ds.field("symbol").isin(symbols)) & (ds.field("timestamp") < as_of),
     ).to_pandas()

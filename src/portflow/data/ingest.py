@@ -12,13 +12,19 @@ Per symbol (in parallel; one symbol's failure never stops the others):
    modification times.
 4. Otherwise fetch from the bar after the last stored one (or `history_bars` bars back for a
    new symbol). Bars after the target — the forming bar of the clock's own day — are dropped.
-5. Toxic guard on the fetched bars, with the last stored close as the first reference: a
+5. The provider's answer is checked on entry: a frame with the OHLCV columns, timestamps that
+   parse (timezone-naive ones are read as UTC) at 00:00 UTC, numeric prices and volumes;
+   anything else fails the symbol with a clear reason and stores nothing. Bars may come
+   unsorted (they are sorted) and may reach past the clock (they are dropped). Then the toxic
+   guard on the fetched bars, with the last stored close as the first reference: a
    close-to-close move with |ln(1 + r)| >= ln 6, a non-positive price, high < low, a NaN
-   price or a duplicate timestamp → status `toxic` with reason and bar; the fetched data goes
-   to quarantine, unmerged and undeleted.
+   price, a negative volume or a duplicate timestamp → status `toxic` with reason and bar;
+   the fetched data goes to quarantine, unmerged and undeleted.
 6. Merge by timestamp (fetched bars win), write atomically, and audit the stored history:
    `stale` (no bar for the target), `flat` (last 5 closes identical), `gappy` (missing bars of
    the symbol's own calendar inside its history), else `healthy`.
+7. A stored file that does not open fails its symbol only: status `unreadable` with the file
+   and the repair as reason; the file is left as it is for inspection.
 
 The health table has one writer (the calling thread), flushed in batches while workers run,
 so a killed run loses at most the last batch of health rows — the next run re-audits every
@@ -27,8 +33,10 @@ symbol from its stored bars and completes the table.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +45,13 @@ import numpy as np
 import pandas as pd
 
 from portflow import clock
+from portflow.errors import CorruptTableError, ProviderError, one_line
 from portflow.executors import LocalExecutor
 from portflow.lakehouse.store import OHLCV_COLUMNS, PRICE_COLUMNS, Lakehouse, utc_timestamps
 from portflow.providers.base import Provider
 
 TOXIC_LOG_MOVE = math.log(6.0)
+_DAY_NS = 86_400 * 10**9
 FLAT_BARS = 5
 HEALTH_FLUSH_SECONDS = 2.0
 
@@ -112,6 +122,7 @@ def toxic_check(bars: pd.DataFrame, prev_close: float | None) -> tuple[str, pd.T
         ("NaN price", np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(close)),
         ("non-positive price", (o <= 0) | (h <= 0) | (lo <= 0) | (close <= 0)),
         ("high < low", h < lo),
+        ("negative volume", bars["volume"].to_numpy(dtype=float) < 0),
     ):
         if bad.any():
             return reason, _stamp(ts[np.argmax(bad)])
@@ -144,7 +155,7 @@ def audit(bars: pd.DataFrame, calendar: str, target: pd.Timestamp) -> tuple[str,
             run -= 1
         return "flat", f"last {n - run} closes identical at {close[-1]:g}", _stamp(ts[run])
     if calendar == clock.ALWAYS_OPEN:
-        day = 86_400 * 10**9
+        day = _DAY_NS
         expected_n = int((ts[-1] - ts[0]) // day) + 1
         if expected_n == n:
             return "healthy", "", None
@@ -161,6 +172,43 @@ def audit(bars: pd.DataFrame, calendar: str, target: pd.Timestamp) -> tuple[str,
             _stamp(missing[0]),
         )
     return "healthy", "", None
+
+
+def checked_bars(raw: Any, provider: str, symbol: str) -> pd.DataFrame:
+    """Step 5's entry check of a provider answer: the frame, with UTC timestamps and float
+    columns, or ProviderError saying what is wrong. Cheap when the provider already answers
+    in the stored types (the usual case: no copy)."""
+    where = f"provider '{provider}' answered {symbol!r} with"
+    if not isinstance(raw, pd.DataFrame):
+        raise ProviderError(f"{where} a {type(raw).__name__}, not a frame of bars")
+    missing = [c for c in OHLCV_COLUMNS if c not in raw.columns]
+    if missing:
+        raise ProviderError(f"{where} bars lacking column(s) {missing}")
+    fixed: dict[str, pd.Series] = {}
+    if str(raw["timestamp"].dtype) != "datetime64[ns, UTC]":
+        try:
+            with warnings.catch_warnings():  # pandas warns while it guesses a text format
+                warnings.simplefilter("ignore", UserWarning)
+                fixed["timestamp"] = utc_timestamps(raw["timestamp"])
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ProviderError(
+                f"{where} timestamps that do not parse ({one_line(str(exc), 80)})"
+            ) from None
+    for c in ("open", "high", "low", "close", "volume"):
+        if raw[c].dtype.kind not in "fiu":
+            try:
+                fixed[c] = pd.to_numeric(raw[c], errors="raise").astype("float64")
+            except (ValueError, TypeError):
+                raise ProviderError(f"{where} non-numeric values in '{c}'") from None
+    bars = raw.assign(**fixed) if fixed else raw
+    ns = bars["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
+    if (ns == np.iinfo(np.int64).min).any():
+        raise ProviderError(f"{where} missing timestamps")
+    off = ns % _DAY_NS != 0
+    if off.any():
+        raise ProviderError(f"{where} a daily bar stamped {_stamp(ns[np.argmax(off)])}, not at"
+                            " 00:00 UTC of its day")
+    return bars
 
 
 def _next_bar(calendar: str, last: pd.Timestamp) -> pd.Timestamp:
@@ -217,7 +265,13 @@ class Ingestor:
                 f"toxic since {pd.Timestamp(prev['audited_at']):%Y-%m-%d}: {prev.get('reason')}"
                 " (re-run with --recheck-toxic to fetch it again)",
             )
-        stored = self.lake.read_ohlcv(self.provider.name, self.timeframe, t.symbol)
+        try:
+            stored = self.lake.read_ohlcv(self.provider.name, self.timeframe, t.symbol)
+        except CorruptTableError as exc:  # this symbol fails, the others go on; once the
+            # file is deleted the next run fetches it at once (no "asked recently" memo)
+            return Outcome(t.symbol, "failed", str(exc), 0,
+                           self._row(t.symbol, "unreadable", str(exc), None,
+                                     last_checked_at=None, checked_for=None))
         last = None if stored is None or stored.empty else stored["timestamp"].max()
         if last is not None and last >= target:
             status, reason, bar = audit(stored, t.calendar, target)
@@ -244,14 +298,18 @@ class Ingestor:
         else:
             start = _next_bar(t.calendar, last)
         fetched_at = self.now()
-        raw = self.provider.fetch_ohlcv(t.universe, t.symbol, start, self.as_of)
+        raw = checked_bars(self.provider.fetch_ohlcv(t.universe, t.symbol, start, self.as_of),
+                           self.provider.name, t.symbol)
         ts = _ns(raw["timestamp"])
         if len(ts) < 2 or (np.diff(ts) > 0).all():  # sorted, as providers answer: a slice
             lo = int(np.searchsorted(ts, start.value, side="left"))
             hi = int(np.searchsorted(ts, target.value, side="right"))
             new = raw.iloc[lo:hi][OHLCV_COLUMNS]
         else:
+            # unsorted answers are sorted before the guard: close-to-close moves and the
+            # audit are only meaningful in time order
             new = raw.loc[(ts <= target.value) & (ts >= start.value), OHLCV_COLUMNS]
+            new = new.sort_values("timestamp", kind="stable")
         if str(new["timestamp"].dtype) != "datetime64[ns, UTC]" or (new["symbol"] != t.symbol).any():
             new = new.assign(timestamp=utc_timestamps(new["timestamp"]), symbol=t.symbol)
         checks = {"last_checked_at": fetched_at, "checked_for": target}
@@ -307,20 +365,27 @@ def run_ingest(
     report = IngestReport()
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
-    for res in LocalExecutor(jobs=jobs, kind="thread").map(ingestor.one, targets):
-        if res.ok:
-            assert res.value is not None
-            out = res.value
-        else:
-            err = res.error
-            out = Outcome(res.item.symbol, "failed", f"{type(err).__name__}: {err}")
-        report.outcomes.append(out)
-        if out.health is not None:
-            pending.append(out.health)
-        if on_done is not None:
-            on_done(out)
-        if pending and time.monotonic() - last_flush > HEALTH_FLUSH_SECONDS:
-            ingestor.lake.update_health(pending)
-            pending, last_flush = [], time.monotonic()
-    ingestor.lake.update_health(pending)
+    # closing(): on Ctrl-C / SIGTERM the pool's queued symbols are cancelled at once (an
+    # unclosed generator would let its workers drain the whole queue before the process ends)
+    # and the health of the symbols already stored is flushed on the way out
+    results = LocalExecutor(jobs=jobs, kind="thread").map(ingestor.one, targets)
+    try:
+        with contextlib.closing(results):
+            for res in results:
+                if res.ok:
+                    assert res.value is not None
+                    out = res.value
+                else:
+                    err = res.error
+                    out = Outcome(res.item.symbol, "failed", one_line(f"{type(err).__name__}: {err}"))
+                report.outcomes.append(out)
+                if out.health is not None:
+                    pending.append(out.health)
+                if on_done is not None:
+                    on_done(out)
+                if pending and time.monotonic() - last_flush > HEALTH_FLUSH_SECONDS:
+                    ingestor.lake.update_health(pending)
+                    pending, last_flush = [], time.monotonic()
+    finally:
+        ingestor.lake.update_health(pending)
     return report

@@ -17,6 +17,11 @@ Rules:
    so parallel writers never lose an update; per-symbol OHLCV files have one writer each.
 4. A Phase-1 step holds the writer lock (:meth:`Lakehouse.writer`) for its whole duration; at
    its start it sweeps the temp files a killed writer may have left.
+5. A stored file that does not open (torn by a disk fault, truncated by hand, not parquet) is
+   a :class:`CorruptTableError` naming the file and its repair, never an unexpected crash and
+   never silently replaced: OHLCV, health and symbols hold fetched or audited facts. Derived
+   tables (the features matrix, the ratings snapshots) are rebuilt by their writers instead
+   (:mod:`portflow.data.features`).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 
-from portflow.errors import DataError, UsageError
+from portflow.errors import CorruptTableError, DataError, UsageError, one_line
 from portflow.lakehouse import atomic
 
 OHLCV_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
@@ -47,7 +53,7 @@ HEALTH_COLUMNS = [
     "last_bar",
     "checked_for",
 ]
-HEALTH_STATUSES = ("healthy", "toxic", "stale", "gappy", "flat")
+HEALTH_STATUSES = ("healthy", "toxic", "stale", "gappy", "flat", "unreadable")
 SYMBOL_FIELDS = [
     "tick_size",
     "lot_size",
@@ -61,6 +67,12 @@ SYMBOL_FIELDS = [
 SYMBOLS_COLUMNS = ["provider", "symbol", *SYMBOL_FIELDS, "valid_from", "valid_to"]
 _KEY_RE = re.compile(r"[^A-Za-z0-9._-]")
 _TS_COLUMNS_HEALTH = ["bar_timestamp", "audited_at", "last_checked_at", "last_bar", "checked_for"]
+REPAIR_OHLCV = "delete it and re-run 'portflow data-ingest --profile <profile>' to fetch it again"
+REPAIR_HEALTH = ("restore it from a backup, or delete it and re-run 'portflow data-ingest"
+                 " --profile <profile>' for each profile to audit every symbol again")
+REPAIR_SYMBOLS = ("restore it from a backup, or delete it and re-run 'portflow meta-ingest"
+                  " --profile <profile>' for each profile (the metadata history restarts there)")
+REPAIR_MATRIX = "run 'portflow feature-backfill --profile <profile>' to rebuild it"
 
 
 def symbol_key(symbol: str) -> str:
@@ -142,7 +154,7 @@ class Lakehouse:
     @contextlib.contextmanager
     def writer(self) -> Iterator[None]:
         """Rule 4: exclusive Phase-1 writer; sweeps temp files left by a killed writer."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        atomic.writable_dir(self.root, "lakehouse")
         with atomic.file_lock(self.root / ".writer.lock"):
             atomic.sweep_temp_files(self.root)
             yield
@@ -150,19 +162,42 @@ class Lakehouse:
     def _table_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         return atomic.file_lock(self.root / f".{name}.lock")
 
+    # -- reading -----------------------------------------------------------------------
+
+    def read_table(self, path: Path, columns: list[str], repair: str) -> pd.DataFrame:
+        """Rule 5: a stored parquet file with at least `columns`, or CorruptTableError."""
+        try:
+            df = pd.read_parquet(path)
+        except (OSError, ValueError, pa.ArrowException) as exc:  # ArrowInvalid is a ValueError
+            raise CorruptTableError(
+                f"{self.relative(path)} is unreadable ({one_line(str(exc), 120)}); {repair}"
+            ) from exc
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise CorruptTableError(
+                f"{self.relative(path)} has no column {missing[0]!r}; {repair}"
+            )
+        return df
+
+    def features_dataset(self) -> ds.Dataset | None:
+        """The features matrix as an Arrow dataset (None before the first backfill)."""
+        path = self.features_matrix_path
+        if not path.exists():
+            return None
+        try:
+            return ds.dataset(path)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise CorruptTableError(
+                f"{self.relative(path)} is unreadable ({one_line(str(exc), 120)}); {REPAIR_MATRIX}"
+            ) from exc
+
     # -- OHLCV -------------------------------------------------------------------------
 
     def read_ohlcv(self, provider: str, timeframe: str, symbol: str) -> pd.DataFrame | None:
         path = self.ohlcv_path(provider, timeframe, symbol)
         if not path.exists():
             return None
-        try:
-            df = pd.read_parquet(path)
-        except Exception as exc:  # a torn file would be a bug in the atomic writer: say so
-            raise DataError(
-                f"{self.relative(path)}: unreadable parquet ({exc}); delete it and re-run"
-                " data-ingest to fetch it again"
-            ) from exc
+        df = self.read_table(path, OHLCV_COLUMNS, REPAIR_OHLCV)
         df["timestamp"] = utc_timestamps(df["timestamp"])
         return df
 
@@ -202,12 +237,41 @@ class Lakehouse:
         atomic.write_parquet(df, path)
         return path
 
+    # -- ratings snapshots ---------------------------------------------------------------
+
+    def write_snapshot(self, date: pd.Timestamp, rows: pd.DataFrame) -> list[str]:
+        """Merge `rows` (one per provider and symbol) into the one snapshot of `date`: rows of
+        the same (provider, symbol) are replaced, the rest kept, all in `part-0.parquet`
+        written atomically under the table lock (rule 3). Earlier part files of that date
+        are folded in and removed. A part that does not open is derived data: it is dropped
+        and the snapshot rebuilt; returns those parts (relative paths) for a warning."""
+        folder = self.technicals_dir(date)
+        target = folder / "part-0.parquet"
+        unreadable: list[str] = []
+        with self._table_lock("technicals"):
+            parts = sorted(folder.glob("part-*.parquet"), key=lambda p: (p != target, p.name))
+            frames = []
+            for part in parts:
+                try:
+                    frames.append(pd.read_parquet(part))
+                except (OSError, ValueError, pa.ArrowException):
+                    unreadable.append(self.relative(part))
+            frames.append(rows)
+            merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
+            merged = merged.drop_duplicates(["provider", "symbol"], keep="last")
+            merged = merged.sort_values(["provider", "symbol"], kind="mergesort")
+            atomic.write_parquet(merged.reset_index(drop=True), target)
+            for part in parts:
+                if part != target:
+                    part.unlink()
+        return unreadable
+
     # -- health ------------------------------------------------------------------------
 
     def read_health(self) -> pd.DataFrame:
         if not self.health_path.exists():
             return _empty_health()
-        df = pd.read_parquet(self.health_path)
+        df = self.read_table(self.health_path, HEALTH_COLUMNS, REPAIR_HEALTH)
         for c in _TS_COLUMNS_HEALTH:
             df[c] = utc_timestamps(df[c])
         return df
@@ -248,7 +312,7 @@ class Lakehouse:
     def read_symbols(self) -> pd.DataFrame:
         if not self.symbols_path.exists():
             return pd.DataFrame({c: pd.Series(dtype="object") for c in SYMBOLS_COLUMNS})
-        df = pd.read_parquet(self.symbols_path)
+        df = self.read_table(self.symbols_path, SYMBOLS_COLUMNS, REPAIR_SYMBOLS)
         for c in ("valid_from", "valid_to"):
             df[c] = utc_timestamps(df[c])
         return df
