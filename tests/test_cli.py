@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,11 +12,18 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from portflow.ratings._jit import COMPILE_NOTICE
 from tests.conftest import AS_OF, portflow
+from tests.reliability.helpers import (
+    assert_no_debris,
+    assert_same_lakehouse,
+    lakehouse_state,
+    slow_config,
+    start,
+)
 
 
 def _run_json(data: Path, run_id: str) -> dict:  # type: ignore[type-arg]
@@ -42,8 +50,9 @@ def test_flow_data_records_the_run_and_a_rerun_fetches_nothing(phase1_data: Path
                                     for c in cands)
     assert {"value_traded", "perf_3m", "volatility_d"} <= set(cands[0]["fields"])
 
-    portflow("flow-data", "--profile", "crypto_long", "--run-id", "again",
-             data_dir=phase1_data, check=True)
+    again = portflow("flow-data", "--profile", "crypto_long", "--run-id", "again",
+                     data_dir=phase1_data, check=True)
+    assert COMPILE_NOTICE not in again.stderr  # the session's first run compiled the kernels
     second = _run_json(phase1_data, "again")["steps"]["data-ingest"]
     assert second["counts"]["bars_fetched"] == 0
     assert {v["action"] for v in second["symbols"].values()} <= {"fresh", "skipped"}
@@ -116,37 +125,18 @@ def test_runs_and_profiles_inspection(phase1_data: Path, tmp_path: Path) -> None
     assert proc.returncode == 0 and (tmp_path / "configs" / "manifest.yaml").is_file()
 
 
-def _lakehouse_state(data: Path) -> dict[str, object]:
-    lake = data / "lakehouse"
-    ohlcv = {p.name: pd.read_parquet(p) for p in sorted((lake / "ohlcv").rglob("*.parquet"))}
-    health = pd.read_parquet(lake / "health.parquet")[["provider", "symbol", "status", "reason",
-                                                        "bar_timestamp", "last_bar"]]
-    # valid_from and recorded_at are the clock and the wall time of the recording run
-    symbols = pd.read_parquet(lake / "symbols.parquet").drop(columns=["valid_from", "recorded_at"])
-    return {"ohlcv": ohlcv, "health": health.reset_index(drop=True),
-            "symbols": symbols.reset_index(drop=True)}
-
-
 def test_sigkill_mid_ingestion_then_rerun_equals_an_uninterrupted_run(
     phase1_base: Path, tmp_path: Path, config_dir: Path
 ) -> None:
-    manifest = config_dir / "manifest.yaml"
-    cfg = yaml.safe_load(manifest.read_text())
-    cfg["defaults"]["provider"]["latency_ms"] = 60
-    manifest.write_text(yaml.safe_dump(cfg, sort_keys=False))
     data = tmp_path / "killed"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTFLOW_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "portflow.cli", "--data-dir", str(data), "--as-of", AS_OF,
-         "--config-dir", str(config_dir), "flow-data", "--profile", "crypto_long", "--jobs", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )
+    proc = start("flow-data", "--profile", "crypto_long", "--jobs", "2", data_dir=data,
+                 config_dir=slow_config(config_dir, 60))
     ohlcv = data / "lakehouse" / "ohlcv"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(ohlcv.rglob("*.parquet"))) < 8:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     stored = len(list(ohlcv.rglob("*.parquet")))
     assert 8 <= stored < 100, f"kill did not land mid-ingestion ({stored} files)"
 
@@ -154,15 +144,77 @@ def test_sigkill_mid_ingestion_then_rerun_equals_an_uninterrupted_run(
     assert "killed (process gone)" in listing  # not "running" forever
 
     portflow("flow-data", "--profile", "crypto_long", data_dir=data, check=True)
-    assert not list((data / "lakehouse").rglob(".tmp-*"))
-    for f in (data / "lakehouse").rglob("*.parquet"):
-        pq.read_table(f)  # every stored table opens
-    got, want = _lakehouse_state(data), _lakehouse_state(phase1_base)
-    assert sorted(got["ohlcv"]) == sorted(want["ohlcv"])  # type: ignore[arg-type]
-    for name, df in want["ohlcv"].items():  # type: ignore[attr-defined]
-        pd.testing.assert_frame_equal(got["ohlcv"][name], df)  # type: ignore[index]
-    pd.testing.assert_frame_equal(got["health"], want["health"])  # type: ignore[arg-type]
-    pd.testing.assert_frame_equal(got["symbols"], want["symbols"])  # type: ignore[arg-type]
+    assert_no_debris(data / "lakehouse")
+    assert_same_lakehouse(lakehouse_state(data), lakehouse_state(phase1_base))
+
+
+def _fake_runs(data: Path, ids: list[str]) -> None:
+    for i, run_id in enumerate(ids):
+        rec = {"run_id": run_id, "kind": "data", "profile": "crypto_long", "status": "succeeded",
+               "as_of": AS_OF, "started_at": f"2026-07-01T00:00:0{i}+00:00",
+               "steps": {"data-ingest": {"status": "succeeded", "seconds": 1.5, "counts": {
+                   "symbols_total": 120, "bars_fetched": 177000, "symbols_toxic": 1}}}}
+        (data / "runs" / run_id).mkdir(parents=True)
+        (data / "runs" / run_id / "run.json").write_text(json.dumps(rec))
+
+
+def test_runs_list_never_cuts_an_id_piped_or_on_a_narrow_terminal(tmp_path: Path) -> None:
+    import pty
+
+    ids = ["20260701T000000Z-" + "very_long_profile_name_" * 4 + "x", "short"]
+    _fake_runs(tmp_path, ids)
+    piped = portflow("runs", "list", data_dir=tmp_path, check=True).stdout
+    for run_id in ids:  # piped: one row per run at its natural width
+        assert any(run_id in line and "177000 bars" in line for line in piped.splitlines())
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTFLOW_")}
+    proc = subprocess.run([sys.executable, "-m", "portflow.cli", "--data-dir", str(tmp_path),
+                           "runs", "list"], stdout=follower, stderr=subprocess.PIPE,
+                          env={**env, "COLUMNS": "150", "TERM": "xterm"}, timeout=120)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.returncode == 0
+    text = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode())
+    lines = text.splitlines()
+    assert max(len(x) for x in lines) <= 150  # fits the terminal
+    assert any(ids[0] in line for line in lines)  # the id is whole on one line
+
+
+@pytest.mark.slow
+def test_the_first_run_says_the_kernels_are_compiling_once(tmp_path: Path) -> None:
+    code = ("import numpy as np; from portflow.ratings.panel import rate; "
+            "x = np.linspace(1, 2, 300)[:, None]; "
+            "rate({f: x for f in ('open', 'high', 'low', 'close', 'volume')})")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True)
+    assert first.stderr.count(COMPILE_NOTICE) == 1
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True)
+    assert COMPILE_NOTICE not in second.stderr
+
+
+def test_a_data_run_that_finds_no_candidates_fails_and_is_never_a_default(
+    tmp_path: Path,
+) -> None:
+    proc = portflow("flow-data", "--profile", "crypto_long", "--run-id", "empty",
+                    data_dir=tmp_path, as_of="1990-01-01")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert "found no candidates as of 1990-01-01" in proc.stderr.splitlines()[-1]
+    rec = _run_json(tmp_path, "empty")
+    assert rec["status"] == "failed" and "no candidates" in rec["failure_reason"]
+    prod = portflow("flow-production", "--profile", "crypto_long", data_dir=tmp_path,
+                    as_of="1990-01-01")
+    assert prod.returncode == 2 and "no succeeded data run" in prod.stderr
 
 
 def test_a_bad_provider_option_is_exit_2_at_profiles_show(config_dir: Path, tmp_path: Path) -> None:

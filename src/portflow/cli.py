@@ -7,6 +7,7 @@ Errors print one line on stderr (what, where, how to fix); `--debug` adds the tr
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -22,11 +23,12 @@ try:  # typer >= 0.29 vendors click as typer._click; older releases use click it
 except ImportError:  # pragma: no cover
     from click import ClickException  # type: ignore[assignment]
 
+from portflow import signals
 from portflow.clock import parse_as_of
 from portflow.config.loader import packaged_config_dir
 from portflow.context import Context
-from portflow.errors import NotAvailableError, PortflowError, UsageError
-from portflow.runs import Run, is_orphaned, list_runs, validate_run_id
+from portflow.errors import NotAvailableError, PortflowError, UsageError, one_line
+from portflow.runs import UNREADABLE, Run, is_orphaned, list_runs, validate_run_id
 
 app = typer.Typer(
     name="portflow",
@@ -64,6 +66,14 @@ def _global(
     debug: Annotated[bool, typer.Option("--debug", envvar="PORTFLOW_DEBUG", help="Show tracebacks.")] = False,
 ) -> None:
     _state["debug"] = debug
+    try:
+        not_a_folder = data_dir.exists() and not data_dir.is_dir()
+    except OSError as exc:
+        raise UsageError(f"--data-dir '{data_dir}' cannot be accessed ({exc.strerror}); fix"
+                         " the permissions of its parent folders or pass another one") from None
+    if not_a_folder:
+        raise UsageError(f"--data-dir '{data_dir}' is a file, not a folder; point --data-dir /"
+                         " PORTFLOW_DATA_DIR at a folder (it is created when missing)")
     _state["ctx"] = Context(data_dir=data_dir, config_dir=config_dir or None,
                             as_of=parse_as_of(as_of), debug=debug)
 
@@ -249,29 +259,34 @@ def flow_meta_production(
 @runs_app.command("list")
 def runs_list(kind: Annotated[str | None, typer.Option("--kind", help="data, production or meta.")] = None) -> None:
     """The runs in the data dir, newest first."""
+    from rich.console import Console
     from rich.table import Table
 
-    from portflow.ui import console as _c
-
+    runs = [r for r in list_runs(_ctx().data_dir) if not kind or r.get("kind") == kind]
     table = Table()
-    for col in ("run_id", "kind", "profile", "status", "as_of", "started_at", "seconds", "key outputs"):
+    # ids are what users copy into the next command: never wrapped or cut
+    table.add_column("run_id", no_wrap=True,
+                     min_width=max([len(str(r.get("run_id"))) for r in runs] + [6]))
+    for col in ("kind", "profile", "status", "as_of", "started_at", "seconds", "key outputs"):
         table.add_column(col)
-    for rec in list_runs(_ctx().data_dir):
-        if kind and rec.get("kind") != kind:
-            continue
+    for rec in runs:
         steps = rec.get("steps", {})
         secs = sum(float(s.get("seconds") or 0) for s in steps.values())
         table.add_row(str(rec.get("run_id")), str(rec.get("kind")), str(rec.get("profile")),
                       "killed (process gone)" if is_orphaned(rec) else str(rec.get("status")),
                       str(rec.get("as_of")), str(rec.get("started_at")),
                       f"{secs:.1f}", _key_outputs(rec))
-    from rich.console import Console
-
-    Console(highlight=False, width=max(_c.width, 160)).print(table)
+    out = Console(highlight=False)
+    if not out.is_terminal:  # piped: every row on one line at its natural width
+        natural = Console(width=100_000).measure(table).maximum
+        out = Console(highlight=False, width=max(natural, 40))
+    out.print(table)
 
 
 def _key_outputs(rec: dict[str, Any]) -> str:
     steps = rec.get("steps", {})
+    if rec.get("status") in ("failed", UNREADABLE):
+        return str(rec.get("failure_reason") or "")[:60]
     if rec.get("kind") == "data":
         c = steps.get("data-ingest", {}).get("counts", {})
         if c:
@@ -284,8 +299,6 @@ def _key_outputs(rec: dict[str, Any]) -> str:
             first = next(iter(counts.items()), None)
             return f"{name}: {first[0]} {first[1]}" if first else name
         return ""
-    if rec.get("status") == "failed":
-        return str(rec.get("failure_reason") or "")[:60]
     sel = steps.get("port-select", {}).get("counts", {})
     return f"{sel.get('winners', '')} winners" if sel else ""
 
@@ -348,9 +361,12 @@ def profiles_show(profile: Annotated[str, typer.Argument(help="Profile name.")])
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app and map errors to exit codes (module docstring)."""
     debug = bool(os.environ.get("PORTFLOW_DEBUG")) or "--debug" in (argv or sys.argv[1:])
+    signals.install()
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        # without standalone mode typer *returns* exit codes (typer.Exit, --help) instead of
+        # raising them; a command's own return value is None
+        code = app(args=argv, standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
@@ -359,10 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     except ClickException as exc:
         exc.show()
         return 2
+    except signals.Signalled as exc:
+        typer.echo(f"portflow: {exc.reason} by {exc.signal_label}; a run in progress is"
+                   " recorded as failed", err=True)
+        return exc.exit_code
     except PortflowError as exc:
         if debug:
             traceback.print_exc()
-        typer.echo(f"portflow: {exc}", err=True)
+        typer.echo(f"portflow: {one_line(str(exc))}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         typer.echo("portflow: interrupted", err=True)
@@ -370,9 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        first = str(exc).splitlines()[0] if str(exc) else ""
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            typer.echo(f"portflow: cannot access '{exc.filename}' ({exc.strerror}); fix the"
+                       " permissions of the data dir or pass another --data-dir", err=True)
+            return 2
         typer.echo(
-            f"portflow: unexpected error {type(exc).__name__}: {first}"
+            f"portflow: unexpected error {type(exc).__name__}: {one_line(str(exc))}"
             " (re-run with --debug for the traceback and report it)",
             err=True,
         )

@@ -15,23 +15,32 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
-from portflow.errors import UsageError
+from portflow.errors import UsageError, short
 
 ALWAYS_OPEN = "24/7"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DAY_NS = 86_400 * 10**9
 
 
-def parse_as_of(value: str | None) -> pd.Timestamp:
-    """`YYYY-MM-DD` → UTC midnight; None → today (UTC)."""
+def parse_as_of(value: str | None, today: pd.Timestamp | None = None) -> pd.Timestamp:
+    """`YYYY-MM-DD` → UTC midnight; None → today (UTC). A date after `today` (default: today
+    UTC) is refused: a clock in the future would ask providers for bars that do not exist
+    and store whatever a misbehaving source answers."""
+    today = (pd.Timestamp.now(tz="UTC") if today is None else today).normalize()
     if value is None or value == "":
-        return pd.Timestamp.now(tz="UTC").normalize()
+        return today
     if not _DATE_RE.match(value):
-        raise UsageError(f"--as-of '{value}' is not a date; use YYYY-MM-DD, e.g. 2026-06-30")
+        raise UsageError(f"--as-of {short(value)} is not a date; use YYYY-MM-DD, e.g. 2026-06-30")
     try:
-        return pd.Timestamp(value, tz="UTC")
+        day = pd.Timestamp(value, tz="UTC")
     except ValueError as exc:
         raise UsageError(f"--as-of '{value}' is not a valid date ({exc}); use YYYY-MM-DD") from None
+    if day > today:
+        raise UsageError(
+            f"--as-of {value} is after today ({today:%Y-%m-%d} UTC); the clock cannot be in"
+            " the future: use a date up to today, or leave --as-of / PORTFLOW_AS_OF unset"
+        )
+    return day
 
 
 @functools.lru_cache(maxsize=8)

@@ -11,12 +11,15 @@
     │   ├── PartialFetchError     a paginated fetch stopped midway; carries the bars so far
     │   └── ProviderResponseError the source answered something unusable (field, symbol)
     ├── DataError                 stored data unusable                  -> exit 1
-    │   └── HealthGateError       a data/health gate failed; run failed -> exit 3
+    │   ├── HealthGateError       a data/health gate failed; run failed -> exit 3
+    │   └── CorruptTableError     a stored file does not open           -> exit 3
     ├── OptimisationError         every fallback link of a solver failed-> exit 1
     └── RunError                  run workspace problems                -> exit 2
 
-Every message says what went wrong, where, and how to fix it, on one line.
-Argument misuse inside the library stays ``ValueError`` / ``TypeError``.
+Every message says what went wrong, where, and how to fix it, on one line of at most a few
+hundred characters: values quoted in a message go through :func:`short`, and the CLI passes
+every message through :func:`one_line`. Argument misuse inside the library stays
+``ValueError`` / ``TypeError``. Ctrl-C and SIGTERM are not errors (:mod:`portflow.signals`).
 """
 
 from __future__ import annotations
@@ -90,6 +93,12 @@ class HealthGateError(DataError):
     exit_code = 3
 
 
+class CorruptTableError(DataError):
+    """A stored file (table, run.json) does not open; the message names it and the repair."""
+
+    exit_code = 3
+
+
 class OptimisationError(PortflowError):
     """An optimiser could not produce weights through its whole fallback chain."""
 
@@ -104,3 +113,20 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     """Return "; did you mean 'x'?" for the closest choice, or "" when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+MESSAGE_CHARS = 400
+VALUE_CHARS = 60
+
+
+def short(value: object, limit: int = VALUE_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters, for quoting user input in a message (a YAML
+    alias bomb must not turn one error line into megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(message: str, limit: int = MESSAGE_CHARS) -> str:
+    """The first line of `message`, cut to `limit` characters."""
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return first if len(first) <= limit else first[: limit - 3] + "..."

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -48,7 +48,9 @@ class LocalExecutor:
         self.jobs = jobs or default_jobs()
         self.kind = kind
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[Outcome[T, R]]:
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Generator[Outcome[T, R]]:
+        """Close the generator (``contextlib.closing``) to cancel the items not yet started
+        when the caller stops early, e.g. on Ctrl-C."""
         todo = list(items)
         if self.jobs == 1 or len(todo) <= 1:
             for item in todo:

@@ -10,6 +10,12 @@
 4. The files a run holds are declared once, in :data:`ARTIFACTS` (name → file, format, the
    step that writes it); steps read and write them only through :meth:`Run.load` and
    :meth:`Run.save`, never through path literals (Kedro's DataCatalog).
+5. A process writing a run holds its lock (``runs/<RUN_ID>/.run.lock``, an flock that dies
+   with the process) from creation, or from the start of a step re-run, to the end of its
+   lifecycle; a second writer of the same run is refused instead of interleaving.
+6. Creating a run sweeps the temp files that killed runs left in their workspaces (and in
+   their ``export/`` folders): a run whose lock can be taken has no live writer, so its
+   ``.tmp-*`` files are debris of an interrupted atomic write.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
-from portflow.errors import PortflowError, RunError, UsageError
+from portflow.errors import CorruptTableError, PortflowError, RunError, UsageError, one_line
 from portflow.lakehouse import atomic
 from portflow.resources import PeakRss
+from portflow.signals import Signalled
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,8 @@ def csv_text(frame: pd.DataFrame) -> str:
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 KINDS = ("data", "production", "meta")
 NOT_AVAILABLE = "not available yet"
+UNREADABLE = "unreadable"
+LOCK_NAME = ".run.lock"
 
 
 def validate_run_id(run_id: str) -> str:
@@ -121,6 +130,7 @@ class Run:
     data_dir: Path
     run_id: str
     record: dict[str, Any] = field(default_factory=dict)
+    _lock: IO[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def path(self) -> Path:
@@ -202,8 +212,10 @@ class Run:
         """Claim a new run folder (rule 1) under `parent` (default: data_dir/runs)."""
         if kind not in KINDS:
             raise ValueError(f"unknown run kind {kind}")
-        runs_dir = parent if parent is not None else data_dir / "runs"
-        runs_dir.mkdir(parents=True, exist_ok=True)
+        runs_dir = atomic.writable_dir(parent if parent is not None else data_dir / "runs",
+                                       "runs folder")
+        if parent is None:
+            sweep_abandoned(data_dir)
         started = now_utc()
         if run_id is not None:
             validate_run_id(run_id)
@@ -229,6 +241,7 @@ class Run:
         run = cls(data_dir=data_dir, run_id=chosen)
         if parent is not None:
             run.run_id = str((runs_dir / chosen).relative_to(data_dir / "runs"))
+        run.hold()
         run.record = {
             "run_id": run.run_id,
             "kind": kind,
@@ -260,7 +273,7 @@ class Run:
             raise RunError(
                 f"run '{run_id}' not found under {data_dir / 'runs'}; see 'portflow runs list'"
             )
-        run.record = json.loads(run.json_path.read_text())
+        run.record = read_record(run.json_path)
         return run
 
     # -- steps ---------------------------------------------------------------------------
@@ -306,9 +319,24 @@ class Run:
         self.record["ended_at"] = iso(now_utc())
         self.save()
 
+    def hold(self) -> None:
+        """Take the run's lock (rule 4); RunError when another live process holds it."""
+        if self._lock is None:
+            self._lock = atomic.try_lock(self.path / LOCK_NAME)
+            if self._lock is None:
+                raise RunError(f"run '{self.run_id}' is being written by another process;"
+                               " wait for it to end (see 'portflow runs list')")
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     @contextlib.contextmanager
     def lifecycle(self) -> Iterator[Run]:
-        """Mark the run succeeded on exit, failed (with the reason) on any error."""
+        """Hold the run (rule 4); mark it succeeded on exit, failed (with the reason) on any
+        error, Ctrl-C and SIGTERM included."""
+        self.hold()
         try:
             yield self
         except BaseException as exc:
@@ -316,14 +344,36 @@ class Run:
             raise
         else:
             self.finish()
+        finally:
+            self.release()
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, Signalled):
+        return exc.reason
     if isinstance(exc, PortflowError):
-        return str(exc)
+        return one_line(str(exc))
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return one_line(f"{type(exc).__name__}: {exc}")
+
+
+def sweep_abandoned(data_dir: Path) -> int:
+    """Rule 5: delete the temp files of runs no live process holds; returns how many."""
+    runs_dir, export = data_dir / "runs", data_dir / "export"
+    dirty = {p.relative_to(runs_dir).parts[0] for p in runs_dir.glob(f"*/**/{atomic.TEMP_PREFIX}*")}
+    dirty |= {p.parent.name for p in export.glob(f"*/{atomic.TEMP_PREFIX}*")}
+    swept = 0
+    for run_id in sorted(dirty):
+        if not (runs_dir / run_id).is_dir():
+            continue
+        lock = atomic.try_lock(runs_dir / run_id / LOCK_NAME)
+        if lock is None:  # a live writer: its temp files are in flight
+            continue
+        with lock:
+            swept += atomic.sweep_temp_files(runs_dir / run_id)
+            swept += atomic.sweep_temp_files(export / run_id)
+    return swept
 
 
 def is_orphaned(rec: dict[str, Any]) -> bool:
@@ -340,28 +390,54 @@ def is_orphaned(rec: dict[str, Any]) -> bool:
     return False
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """A run.json as a dict; CorruptTableError (exit 3) naming it when it does not parse."""
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(rec, dict) or not isinstance(rec.get("run_id"), str):
+            raise ValueError("not a run record")
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+        folder = path.parent
+        raise CorruptTableError(
+            f"runs/{folder.name}/run.json is unreadable ({one_line(str(exc), 80)}); the run's"
+            f" other files are still in runs/{folder.name}/ - restore run.json from a backup,"
+            " or delete the folder if the run is not needed"
+        ) from None
+    return rec
+
+
 def list_runs(data_dir: Path) -> list[dict[str, Any]]:
-    """Every top-level run's record, newest first by recorded start time."""
+    """Every top-level run's record, newest first by recorded start time. A run whose
+    run.json does not parse is listed with status `unreadable` and the reason."""
     out = []
     runs_dir = data_dir / "runs"
     for p in sorted(runs_dir.glob("*/run.json")) if runs_dir.is_dir() else []:
         try:
-            out.append(json.loads(p.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
+            out.append(read_record(p))
+        except CorruptTableError as exc:
+            out.append({"run_id": p.parent.name, "kind": None, "profile": None,
+                        "status": UNREADABLE, "failure_reason": str(exc), "steps": {}})
     out.sort(key=lambda r: str(r.get("started_at") or ""), reverse=True)
     return out
 
 
-def newest_data_run(data_dir: Path, profiles: list[str], require_step: str) -> str | None:
-    """The newest succeeded data run (by recorded start time) of any of `profiles` whose
-    `require_step` succeeded."""
+def newest_data_run(data_dir: Path, profiles: list[str], require_step: str,
+                    clock: pd.Timestamp) -> str | None:
+    """The default data run at `clock` (SPEC §2): among the succeeded data runs of any of
+    `profiles` (a sleeve and the metas containing it) whose `require_step` succeeded, the one
+    with the latest `as_of` not after the clock; ties go to the latest recorded start time
+    (never file times, never run ids). None when there is none."""
+    day = f"{pd.Timestamp(clock):%Y-%m-%d}"
+    best: tuple[str, str] | None = None
+    found = None
     for rec in list_runs(data_dir):
         if rec.get("kind") != "data" or rec.get("status") != "succeeded":
             continue
-        if rec.get("profile") not in profiles:
+        if rec.get("profile") not in profiles or not isinstance(rec.get("as_of"), str):
             continue
-        step = rec.get("steps", {}).get(require_step, {})
-        if step.get("status") == "succeeded":
-            return str(rec["run_id"])
-    return None
+        if rec.get("steps", {}).get(require_step, {}).get("status") != "succeeded":
+            continue
+        key = (rec["as_of"], str(rec.get("started_at") or ""))
+        if rec["as_of"] <= day and (best is None or key > best):
+            best, found = key, str(rec["run_id"])
+    return found

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -135,7 +136,118 @@ def test_meta_sleeve_naming_unknown_profile_suggests(config_dir: Path) -> None:
 def test_yaml_tags_are_refused(config_dir: Path) -> None:
     path = config_dir / "manifest.yaml"
     path.write_text(path.read_text() + "\nx: !!python/object/apply:os.system ['echo hi']\n")
-    with pytest.raises(ConfigError, match="malformed YAML"):
+    with pytest.raises(ConfigError, match="YAML tag refused"):
+        load_config(config_dir)
+
+
+# -- errors found at load, attributed to the right file, one short line ------------------------
+
+
+def _scanner_error(config_dir: Path, text: str, name: str = "bad") -> str:
+    (config_dir / "scanners" / f"{name}.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(config_dir)
+    msg = str(err.value)
+    assert "\n" not in msg and len(msg) <= 400, msg[:500]
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("filt", "words"),
+    [
+        ('{field: asset_class, op: ">", value: 5}', ["'>' does not apply to the text field 'asset_class'"]),
+        ('{field: exchange, op: between, value: [a, b]}', ["text field 'exchange'"]),
+        ('{field: asset_class, op: "==", value: 5}', ["'asset_class' is a text field", "5"]),
+        ('{field: asset_class, op: in, value: [crypto, 3]}', ["text field", "3"]),
+        ('{field: close, op: "==", value: high}', ["needs a finite number", "'high'"]),
+        ('{field: volume, op: in, value: [1, "2"]}', ["needs a finite number", "'2'"]),
+        ('{field: close, op: ">", value: .nan}', ["finite number"]),
+        ('{field: close, op: ">", value: true}', ["finite number", "True"]),
+        ('{field: close, op: ">", value: 1e6}', ["finite number", "1.0e+6"]),
+        ('{field: close, op: in, value: []}', ["non-empty list"]),
+        ('{field: close, op: not_in, value: 5}', ["non-empty list"]),
+        ('{field: close, op: ">"}', ["needs 'field', 'op' and 'value'"]),
+        ("{any: []}", ["filters[0].any", "non-empty", "nothing"]),
+        ("{all: []}", ["filters[0].all", "non-empty", "everything"]),
+        ("{not: {any: []}}", ["filters[0].not.any", "non-empty"]),
+        ("{field: [close], op: '>', value: 1}", ["unknown scanner field ['close']"]),
+        ("{field: close, op: [1], value: 1}", ["unknown op [1]"]),
+    ],
+)
+def test_filter_values_are_checked_against_the_field_kind_at_load(
+    config_dir: Path, filt: str, words: list[str]
+) -> None:
+    msg = _scanner_error(config_dir, f"universe: synthetic-crypto\nfilters:\n  - {filt}\n")
+    assert "bad.yaml: filters[0]" in msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_every_canonical_field_kind_matches_what_the_synthetic_provider_scans() -> None:
+    from portflow.config.loader import FIELD_KINDS
+    from portflow.providers.synthetic import SyntheticProvider
+
+    scan = SyntheticProvider(sizes={"synthetic-crypto": 20}).scan(
+        "synthetic-crypto", pd.Timestamp("2026-06-30", tz="UTC"))
+    for field in scan.columns:
+        if field in FIELD_KINDS:
+            is_number = pd.api.types.is_numeric_dtype(scan[field])
+            assert is_number == (FIELD_KINDS[field] == "number"), field
+
+
+def test_an_error_in_a_parent_scanner_names_the_parent_file_in_plain_words(
+    config_dir: Path,
+) -> None:
+    parent = config_dir / "scanners" / "liquid_crypto.yaml"
+    for edit, words in (("direction: SIDEWAYS", ["direction", "'LONG' or 'SHORT'"]),
+                        ("limit: -3", ["limit", "greater than 0"]),
+                        ("sort: desc", ["sort", "valid dictionary"]),
+                        ("sort: {field: valu_traded}", ["sort.field", "valu_traded"])):
+        good = parent.read_text()
+        parent.write_text(good + "\n" + edit + "\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(config_dir)
+        msg = str(err.value)
+        parent.write_text(good)
+        assert msg.startswith(f"{parent}: "), msg
+        assert "instance of" not in msg and "SortSpec" not in msg
+        for w in words:
+            assert w in msg, msg
+    # the child's own key is still the child's error
+    child = config_dir / "scanners" / "crypto_long.yaml"
+    child.write_text(child.read_text().replace("limit: 120", "limit: zero"))
+    with pytest.raises(ConfigError, match=f"^{child}: limit: "):
+        load_config(config_dir)
+
+
+BOMB = "\n".join(["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol]"]
+                 + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)])
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (f"universe: synthetic-crypto\nbomb:\n  {BOMB.replace(chr(10), chr(10) + '  ')}\n",
+         ["expands to", "more than 100,000"]),
+        ("universe: synthetic-crypto\nfilters:\n  - {field: close, op: '>', value: &v [*v]}\n",
+         ["alias refers to the value that contains it"]),
+        ("universe: " + "[" * 5000 + "]" * 5000 + "\n", ["nested too deeply"]),
+        ("universe: !!python/name:os.system\n", ["YAML tag refused"]),
+        ("universe: synthetic-crypto\nfilters: !!set {a}\n", ["filters: expected a list"]),
+        ("- just\n- a list\n", ["holds a mapping"]),
+        ("universe: synthetic-crypto\n? " + "x" * 100_000 + "\n: 1\n", ["unknown key"]),
+    ],
+)
+def test_hostile_yaml_is_one_short_line(config_dir: Path, text: str, words: list[str]) -> None:
+    msg = _scanner_error(config_dir, text)
+    assert "bad.yaml" in msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_a_config_file_that_is_not_utf8_is_named(config_dir: Path) -> None:
+    (config_dir / "scanners" / "bad.yaml").write_bytes(b"universe: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not UTF-8 text"):
         load_config(config_dir)
 
 

@@ -161,3 +161,25 @@ def test_a_rewritten_file_with_the_same_bars_is_kept_not_recomputed(phase1_data:
     pd.testing.assert_frame_equal(pd.read_parquet(lake.features_matrix_path), before)
     again = backfill(lake, sources)
     assert again["recomputed"] == 0 and again["kept"] == len(sources)
+def test_an_unreadable_matrix_is_rebuilt_identically(phase1_data: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    lake = Lakehouse(phase1_data)
+    sources = _healthy_sources(lake)[:20]
+    backfill(lake, sources)
+    built = pd.read_parquet(lake.features_matrix_path)
+    lake.features_matrix_path.write_bytes(lake.features_matrix_path.read_bytes()[:200])
+    counts = backfill(lake, sources)
+    assert counts["recomputed"] == len(sources) and counts["kept"] == 0
+    assert "does not open" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(pd.read_parquet(lake.features_matrix_path), built)
+
+
+def test_a_healthy_symbol_whose_bars_do_not_open_is_left_out(phase1_data: Path) -> None:
+    lake = Lakehouse(phase1_data)
+    sources = _healthy_sources(lake)[:6]
+    victim = sources[2][2]
+    path = lake.ohlcv_path("synthetic", "1d", victim)
+    path.write_bytes(path.read_bytes()[:100])
+    counts = backfill(lake, sources)
+    assert counts["unreadable"] == 1 and counts["symbols"] == 5
+    assert victim not in set(pd.read_parquet(lake.features_matrix_path)["symbol"])
+    assert victim not in read_fingerprints(lake.features_matrix_path)  # retried once repaired

@@ -155,3 +155,23 @@ def test_parallel_and_serial_ingestion_store_the_same_bytes(
     for p in sorted((tmp_path / "jobs1" / "lakehouse" / "ohlcv").rglob("*.parquet")):
         twin = tmp_path / "jobs6" / p.relative_to(tmp_path / "jobs1")
         assert p.read_bytes() == twin.read_bytes(), p.name
+def test_a_corrupt_stored_file_fails_its_symbol_only_until_it_is_deleted(
+    tmp_path: Path, provider: SyntheticProvider
+) -> None:
+    lake = Lakehouse(tmp_path)
+    planted = provider.pathologies(UNIVERSE)
+    syms = [s for s in provider.symbols(UNIVERSE) if s not in planted][:3]
+    _ingest(lake, provider, "2026-06-30", syms)
+    path = lake.ohlcv_path("synthetic", "1d", syms[0])
+    path.write_bytes(path.read_bytes()[:100])
+    rep = _ingest(lake, provider, "2026-07-02", syms)
+    out = {o.symbol: o for o in rep.outcomes}
+    assert out[syms[0]].action == "failed" and "is unreadable" in out[syms[0]].reason
+    assert [out[s].action for s in syms[1:]] == ["fetched", "fetched"]
+    row = lake.health_of("synthetic")[syms[0]]
+    assert row["status"] == "unreadable" and lake.relative(path) in row["reason"]
+    assert path.stat().st_size == 100  # left for inspection, never overwritten
+    path.unlink()  # the repair the reason names: the next run fetches the symbol again
+    again = _ingest(lake, provider, "2026-07-02", syms[:1])
+    assert again.outcomes[0].action == "fetched"
+    assert lake.health_of("synthetic")[syms[0]]["status"] == "healthy"

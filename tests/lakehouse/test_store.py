@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -9,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portflow.errors import UsageError
+from portflow.errors import CorruptTableError, UsageError
 from portflow.lakehouse import atomic
 from portflow.lakehouse.store import Lakehouse, symbol_key
 
@@ -122,3 +125,97 @@ def test_symbol_versions_as_of_a_recording_time(tmp_path: Path) -> None:
     lake.upsert_symbols("p", meta.assign(tick_size=0.1), pd.Timestamp("2026-01-01", tz="UTC"))
     assert list(lake.symbol_versions("p", ["A"], cut)["tick_size"]) == [0.01]
     assert sorted(lake.symbol_versions("p", ["A"], None)["tick_size"]) == [0.01, 0.1]
+# -- corrupt files (rule 5) and the ratings snapshot ------------------------------------------
+
+
+def _health_row(symbol: str, status: str = "healthy") -> dict[str, object]:
+    return {"provider": "synthetic", "symbol": symbol, "status": status, "reason": "",
+            "audited_at": pd.Timestamp("2026-06-30", tz="UTC")}
+
+
+@pytest.mark.parametrize("table", ["health", "symbols", "ohlcv"])
+def test_a_truncated_table_is_a_corrupt_table_error_naming_file_and_repair(
+    tmp_path: Path, table: str
+) -> None:
+    lake = Lakehouse(tmp_path)
+    lake.update_health([_health_row("X")])
+    lake.upsert_symbols("synthetic", pd.DataFrame({"symbol": ["X"], "tick_size": [0.01]}),
+                        pd.Timestamp("2026-06-30", tz="UTC"))
+    lake.write_ohlcv("synthetic", "1d", "X", _bars(5))
+    path, read, repair = {
+        "health": (lake.health_path, lake.read_health, "data-ingest"),
+        "symbols": (lake.symbols_path, lake.read_symbols, "meta-ingest"),
+        "ohlcv": (lake.ohlcv_path("synthetic", "1d", "X"),
+                  lambda: lake.read_ohlcv("synthetic", "1d", "X"), "data-ingest"),
+    }[table]
+    before = path.read_bytes()
+    with open(path, "r+b") as fh:
+        fh.truncate(100)
+    with pytest.raises(CorruptTableError) as err:
+        read()
+    msg = str(err.value)
+    assert err.value.exit_code == 3 and "\n" not in msg
+    assert lake.relative(path) in msg and repair in msg and "unreadable" in msg
+    if table == "health":  # a writer never replaces a table it cannot read: nothing is lost
+        with pytest.raises(CorruptTableError):
+            lake.update_health([_health_row("Y")])
+        assert path.stat().st_size == 100 and len(before) > 100
+
+
+def test_a_table_without_its_columns_is_corrupt(tmp_path: Path) -> None:
+    lake = Lakehouse(tmp_path)
+    atomic.write_parquet(pd.DataFrame({"provider": ["synthetic"]}), lake.health_path)
+    with pytest.raises(CorruptTableError, match=r"health\.parquet has no column 'symbol'"):
+        lake.read_health()
+
+
+def test_a_truncated_features_matrix_names_the_rebuild(tmp_path: Path) -> None:
+    lake = Lakehouse(tmp_path)
+    assert lake.features_dataset() is None
+    lake.root.mkdir(parents=True)
+    lake.features_matrix_path.write_bytes(b"PAR1 torn")
+    with pytest.raises(CorruptTableError, match="feature-backfill"):
+        lake.features_dataset()
+
+
+def _snap(symbols: list[str], value: float, provider: str = "synthetic") -> pd.DataFrame:
+    return pd.DataFrame({"symbol": symbols, "recommend_all": value, "provider": provider})
+
+
+def test_one_snapshot_per_date_rows_replaced_others_kept(tmp_path: Path) -> None:
+    lake = Lakehouse(tmp_path)
+    day = pd.Timestamp("2026-06-30", tz="UTC")
+    folder = lake.technicals_dir(day)
+    folder.mkdir(parents=True)
+    # a part written by an earlier version (one file per run) is folded in
+    atomic.write_parquet(_snap(["OLD"], 0.5), folder / "part-somerun.parquet")
+    assert lake.write_snapshot(day, _snap(["A", "B"], 0.1)) == []
+    assert lake.write_snapshot(day, _snap(["B", "C"], 0.2)) == []
+    assert lake.write_snapshot(day, _snap(["B"], 0.3, provider="files")) == []
+    assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == ["part-0.parquet"]
+    snap = pd.read_parquet(folder / "part-0.parquet")
+    got = {(p, s): v for p, s, v in snap[["provider", "symbol", "recommend_all"]].itertuples(index=False)}
+    assert got == {("files", "B"): 0.3, ("synthetic", "A"): 0.1, ("synthetic", "B"): 0.2,
+                   ("synthetic", "C"): 0.2, ("synthetic", "OLD"): 0.5}
+
+
+def test_an_unreadable_snapshot_is_rebuilt_and_reported(tmp_path: Path) -> None:
+    lake = Lakehouse(tmp_path)
+    day = pd.Timestamp("2026-06-30", tz="UTC")
+    lake.write_snapshot(day, _snap(["A"], 0.1))
+    part = lake.technicals_dir(day) / "part-0.parquet"
+    part.write_bytes(part.read_bytes()[:50])
+    assert lake.write_snapshot(day, _snap(["B"], 0.2)) == [lake.relative(part)]
+    assert list(pd.read_parquet(part)["symbol"]) == ["B"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    # the umask is read once at import, so each case runs in a fresh interpreter
+    code = (f"import os; os.umask({umask}); from pathlib import Path; "
+            "from portflow.lakehouse import atomic; import pandas as pd; "
+            f"atomic.write_text('x', Path({str(tmp_path / 'a.txt')!r})); "
+            f"atomic.write_parquet(pd.DataFrame({{'a': [1]}}), Path({str(tmp_path / 'b.parquet')!r}))")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for name in ("a.txt", "b.parquet"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask

@@ -48,7 +48,7 @@ from portflow.context import Context
 from portflow.data.candidates import load_candidates, sleeve_candidates
 from portflow.errors import ConfigError, HealthGateError, RunError, UsageError
 from portflow.executors import LocalExecutor, default_jobs
-from portflow.runs import NOT_AVAILABLE, Run, list_runs
+from portflow.runs import NOT_AVAILABLE, Run, newest_data_run
 from portflow.ui import Tracker, log
 
 PHASE2 = ("port-select", "port-pre-opt", "port-optimize", "port-test", "port-post-analysis",
@@ -59,26 +59,10 @@ PHASE2 = ("port-select", "port-pre-opt", "port-optimize", "port-test", "port-pos
 
 
 def default_data_run(ctx: Context, profile: str) -> str | None:
-    """Rule 1's default: the succeeded data run (data-ingest succeeded, candidates scanned)
-    of `profile` or a meta containing it with the latest as_of not after the clock."""
-    owners = {profile, *ctx.config.metas_containing(profile)}
-    clock = f"{ctx.as_of:%Y-%m-%d}"
-    best: tuple[str, str] | None = None
-    best_id = None
-    for rec in list_runs(ctx.data_dir):
-        if rec.get("kind") != "data" or rec.get("status") != "succeeded":
-            continue
-        if rec.get("profile") not in owners or not rec.get("candidates_run"):
-            continue
-        if rec.get("steps", {}).get("data-ingest", {}).get("status") != "succeeded":
-            continue
-        as_of = str(rec.get("as_of"))
-        if as_of > clock:
-            continue
-        rank = (as_of, str(rec.get("started_at") or ""))
-        if best is None or rank > best:
-            best, best_id = rank, str(rec["run_id"])
-    return best_id
+    """Rule 1's default (runs.newest_data_run): the succeeded data run of `profile` or a meta
+    containing it, its data-ingest succeeded, with the latest as_of not after the clock."""
+    owners = [profile, *ctx.config.metas_containing(profile)]
+    return newest_data_run(ctx.data_dir, owners, "data-ingest", ctx.as_of)
 
 
 def resolve_data_run(ctx: Context, profile: str, data_run: str | None) -> dict[str, Any]:

@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from portflow import clock
 from portflow.alpha.settings import SleeveSettings
 from portflow.data.candidates import Candidate, Direction, sleeve_candidates
+from portflow.errors import CorruptTableError
 from portflow.lakehouse.store import Lakehouse
 from portflow.ratings.panel import FIELDS, frames_panel, rate
 
@@ -190,19 +190,11 @@ class SleeveView:
 # -- reading (step 1) -------------------------------------------------------------------------
 
 
-def _read_bars(path: str) -> dict[str, np.ndarray]:
-    table = pq.read_table(path, columns=["timestamp", *FIELDS])
-    out = {f: table[f].to_numpy().astype(np.float64, copy=False) for f in FIELDS}
-    out["ts"] = table["timestamp"].cast(pa.timestamp("ns", tz="UTC")).to_numpy().view("int64")
-    return out
-
-
 def _read_ratings(lake: Lakehouse, provider: str, symbols: list[str], before_ns: int
                   ) -> dict[str, RatingsHistory]:
-    path = lake.features_matrix_path
-    if not symbols or not path.exists():
+    dataset = lake.features_dataset() if symbols else None
+    if dataset is None:
         return {}
-    dataset = ds.dataset(path)
     names = set(dataset.schema.names)
     cond = ds.field("symbol").isin(symbols) & (
         ds.field("timestamp") < pa.scalar(before_ns, type=pa.timestamp("ns", tz="UTC"))
@@ -261,19 +253,16 @@ def read_view(
     exclusions: dict[str, Exclusion] = {}
     raw: dict[str, dict[str, np.ndarray]] = {}
     for s in symbols:
-        path = lake.ohlcv_path(settings.provider, settings.timeframe, s)
-        if not path.exists():
-            continue
         try:
-            cols = _read_bars(str(path))
-        except (OSError, pa.ArrowException) as exc:
-            exclusions[s] = Exclusion(
-                "unreadable", f"unreadable OHLCV file {lake.relative(path)} ({exc}); delete it"
-                " and re-run data-ingest to fetch it again")
+            cols = lake.read_ohlcv_arrays(settings.provider, settings.timeframe, s)
+        except CorruptTableError as exc:  # fails this candidate only, with the repair
+            exclusions[s] = Exclusion("unreadable", str(exc))
             continue
-        n = int(np.searchsorted(cols["ts"], end_ns, side="right"))
+        if cols is None:
+            continue
+        n = int(np.searchsorted(cols["timestamp"], end_ns, side="right"))
         if n:
-            raw[s] = {k: v[:n] for k, v in cols.items()}
+            raw[s] = {"ts": cols["timestamp"][:n], **{f: cols[f][:n] for f in FIELDS}}
     bars: dict[str, Bars] = {}
     if raw:
         names = sorted(raw)

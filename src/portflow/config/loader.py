@@ -2,12 +2,17 @@
 
 1. Pick the config dir: `--config-dir` / `PORTFLOW_CONFIG_DIR`, else `./configs` when present,
    else the configs packaged with portflow (so a fresh install runs anywhere).
-2. Read YAML with `yaml.safe_load` only (configs are data, never code). A malformed file is a
-   `ConfigError` naming the file and line.
+2. Read YAML with `yaml.safe_load` only (configs are data, never code: tags beyond the safe
+   ones are refused). A malformed file is a `ConfigError` naming the file and line; so is a
+   file whose aliases expand to more than `MAX_YAML_VALUES` values (an alias bomb would
+   otherwise explode in validation and in error messages) or refer to themselves.
 3. Scanners: resolve each `extends` chain (cycles rejected with the chain spelled out), merge
    parent → child (child scalars win; filters concatenate; `remove_filters: [field, ...]`
-   drops every inherited filter on those fields), then validate; an unknown field fails with
-   the list of known ones.
+   drops every inherited filter on those fields), then validate; an error in an inherited key
+   names the file that wrote it. Each filter is checked in its own file against the kind of
+   its field (`FIELD_KINDS`: numbers compare with numbers, text only with ==, !=, in and
+   not_in); an unknown field fails with the list of known ones; an empty `all`/`any`/`in`/
+   `not_in` list is refused (it would match everything or nothing without saying so).
 4. Profiles: a sleeve profile is deep-merged over `defaults` (mappings merge, scalars and lists
    replace; a `provider` block whose `name` differs from the default's replaces it whole); a
    meta profile lists sleeves. Metas are checked for unknown references, cycles (spelled
@@ -19,7 +24,8 @@
    universe must belong to the provider that scans it, `bars_universe` to the bar provider,
    and the bar provider must have OHLCV history.
 6. Every profile and scanner is validated at load time, so a typo anywhere fails fast with
-   `file: key.path: message` and a close-match suggestion.
+   `file: key.path: message` and a close-match suggestion; values quoted in a message are
+   shortened, so an error is one line of at most a few hundred characters.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,13 +45,19 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from portflow.config import models as m
-from portflow.errors import ConfigError, suggest
+from portflow.errors import ConfigError, one_line, short, suggest
 from portflow.providers import registry
 from portflow.providers.base import SCAN_FIELDS
 
 MAX_META_DEPTH = 3
+MAX_YAML_VALUES = 100_000
 KNOWN_SCAN_FIELDS = (*SCAN_FIELDS, "sector", "symbol")
+TEXT_FIELDS = frozenset({"asset_class", "exchange", "sector", "symbol"})
+#: the kind of every canonical scanner field: what its values compare with
+FIELD_KINDS = {f: "text" if f in TEXT_FIELDS else "number" for f in KNOWN_SCAN_FIELDS}
 _FILTER_OPS = (">", ">=", "<", "<=", "==", "!=", "in", "not_in", "between")
+_ORDER_OPS = (">", ">=", "<", "<=", "between")
+_NUMBER_HINT = " (write exponents with a sign, e.g. 1.0e+6, or plain digits)"
 
 
 def packaged_config_dir() -> Path:
@@ -72,13 +86,55 @@ def read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror}); check the path") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML ({problem}); fix the syntax there") from exc
+        problem = one_line(str(getattr(exc, "problem", None) or exc), 160)
+        if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
+            raise ConfigError(f"{where}: YAML tag refused ({problem}); configs are plain data:"
+                              " remove the tag") from None
+        raise ConfigError(f"{where}: malformed YAML ({problem}); fix the syntax there") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config; flatten it") from None
+    _check_expansion(data, path)
+    return data
+
+
+def _check_expansion(data: Any, path: Path) -> None:
+    """Step 2: refuse aliases that expand past MAX_YAML_VALUES values or refer to themselves.
+    PyYAML shares an aliased node instead of copying it, so sizes are memoised by identity:
+    the walk costs the distinct nodes, however far the aliases would expand."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, dict | list):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(f"{path}: an alias refers to the value that contains it;"
+                              " write the value out instead")
+        active.add(key)
+        children = list(node.values()) if isinstance(node, dict) else node
+        sizes[key] = 1 + sum(size(c) for c in children)
+        active.discard(key)
+        return sizes[key]
+
+    try:
+        total = size(data)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config; flatten it") from None
+    if total > MAX_YAML_VALUES:
+        raise ConfigError(
+            f"{path}: expands to {total:,} values, more than {MAX_YAML_VALUES:,} (aliases"
+            " repeated inside aliases, a YAML bomb?); write the values out"
+        )
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -110,59 +166,90 @@ def _all_field_names() -> set[str]:
     return names
 
 
+_MODEL_NAMES = {"LeafFilter", "AllFilter", "AnyFilter", "NotFilter"}
+
+
 def _validation_message(source: str, prefix: str, exc: ValidationError) -> str:
+    """`file: key.path: message` of the first error, without pydantic's internals (union
+    member names, validator names, "or instance of <Model>")."""
     err = exc.errors()[0]
-    parts = [*(prefix.split(".") if prefix else []), *(str(p) for p in err["loc"])]
-    loc = ".".join(parts)
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _MODEL_NAMES))]
+    parts = [*(prefix.split(".") if prefix else []), *(_key(p) for p in loc)]
+    where = ".".join(parts)
     if err["type"] == "extra_forbidden":
-        key = str(err["loc"][-1])
-        return f"{source}: {loc}: unknown key{suggest(key, _all_field_names())}"
-    return f"{source}: {loc}: {err['msg']}"
+        key = _key(err["loc"][-1])
+        return f"{source}: {where}: unknown key{suggest(key, _all_field_names())}"
+    msg = re.sub(r" or instance of \w+", "", str(err["msg"])).removeprefix("Value error, ")
+    return f"{source}: {where}: {one_line(msg, 200)}"
+
+
+def _key(part: Any) -> str:
+    """A key of a location, shortened (YAML keys may be anything, even huge)."""
+    text = str(part)
+    return text if len(text) <= 40 else short(text, 40)
 
 
 def _parse_filter(node: Any, where: str) -> dict[str, Any]:
     """Check one filter node (leaf or all/any/not) and return it normalised."""
     if not isinstance(node, dict):
         raise ConfigError(f"{where}: a filter is a mapping {{field, op, value}} or all/any/not")
-    keys = set(node)
+    keys = {str(k) for k in node}
     if keys & {"all", "any"} and len(keys) == 1:
         (key,) = keys
         items = node[key]
-        if not isinstance(items, list):
-            raise ConfigError(f"{where}.{key}: expected a list of filters")
+        if not isinstance(items, list) or not items:
+            raise ConfigError(f"{where}.{key}: expected a non-empty list of filters (an empty"
+                              f" '{key}' would match {'everything' if key == 'all' else 'nothing'})")
         return {key: [_parse_filter(x, f"{where}.{key}[{i}]") for i, x in enumerate(items)]}
     if keys == {"not"}:
         return {"not": _parse_filter(node["not"], f"{where}.not")}
     unknown = keys - {"field", "op", "value"}
     if unknown:
-        key = sorted(unknown)[0]
+        key = _key(sorted(unknown)[0])
         raise ConfigError(
-            f"{where}: unknown filter key '{key}'{suggest(key, ['field', 'op', 'value'])}"
+            f"{where}: unknown filter key '{key}'"
+            f"{suggest(key, ['field', 'op', 'value', 'all', 'any', 'not'])}"
         )
-    if {"field", "op"} - keys:
+    if {"field", "op", "value"} - keys:
         raise ConfigError(f"{where}: a filter needs 'field', 'op' and 'value'")
-    field = node["field"]
-    if field not in KNOWN_SCAN_FIELDS:
+    field, op, value = node["field"], node["op"], node["value"]
+    if not isinstance(field, str) or field not in FIELD_KINDS:
         raise ConfigError(
-            f"{where}: unknown scanner field '{field}'{suggest(str(field), KNOWN_SCAN_FIELDS)}"
+            f"{where}: unknown scanner field {short(field)}{suggest(str(field), KNOWN_SCAN_FIELDS)}"
             f" (known fields: {', '.join(KNOWN_SCAN_FIELDS)})"
         )
-    if node["op"] not in _FILTER_OPS:
-        raise ConfigError(
-            f"{where}: unknown op '{node['op']}' (known ops: {' '.join(_FILTER_OPS)})"
-        )
-    value = node.get("value")
-    numeric = [value] if node["op"] in (">", ">=", "<", "<=") else []
-    if node["op"] == "between":
+    if not isinstance(op, str) or op not in _FILTER_OPS:
+        raise ConfigError(f"{where}: unknown op {short(op)} (known ops: {' '.join(_FILTER_OPS)})")
+    _check_value(field, op, value, where)
+    return {"field": field, "op": op, "value": value}
+
+
+def _check_value(field: str, op: str, value: Any, where: str) -> None:
+    """The value shape of `op` and the kind of `field` (step 3)."""
+    kind = FIELD_KINDS[field]
+    if kind == "text" and op in _ORDER_OPS:
+        raise ConfigError(f"{where}: op '{op}' does not apply to the text field '{field}';"
+                          " use ==, !=, in or not_in")
+    if op == "between":
         if not (isinstance(value, list) and len(value) == 2):
-            raise ConfigError(f"{where}: op 'between' needs a [low, high] list value")
-        numeric = value
-    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in numeric):
-        raise ConfigError(
-            f"{where}: op '{node['op']}' on '{field}' needs a number, got {value!r}"
-            " (write exponents with a sign, e.g. 1.0e+6, or plain digits)"
-        )
-    return dict(node)
+            raise ConfigError(f"{where}: op 'between' needs a [low, high] list, got {short(value)}")
+        items = value
+    elif op in ("in", "not_in"):
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{where}: op '{op}' needs a non-empty list, got {short(value)}")
+        items = value
+    else:
+        items = [value]
+    if kind == "number":
+        bad = [v for v in items if isinstance(v, bool) or not isinstance(v, int | float)
+               or not math.isfinite(v)]
+        if bad:
+            raise ConfigError(f"{where}: op '{op}' on '{field}' needs a finite number, got"
+                              f" {short(bad[0])}{_NUMBER_HINT}")
+    elif any(not isinstance(v, str) for v in items):
+        bad = next(v for v in items if not isinstance(v, str))
+        raise ConfigError(f"{where}: '{field}' is a text field; compare it with text, got"
+                          f" {short(bad)}")
 
 
 def _filter_fields(node: dict[str, Any]) -> set[str]:
@@ -269,13 +356,14 @@ def _load_scanners(config_dir: Path) -> dict[str, m.Scanner]:
         raw[path.stem] = (path, data)
 
     resolved: dict[str, dict[str, Any]] = {}
+    origins: dict[str, dict[str, str]] = {}  # scanner -> top-level key -> file that set it
 
     def resolve(name: str, chain: list[str]) -> dict[str, Any]:
         if name in resolved:
             return resolved[name]
         if name in chain:
             cycle = " -> ".join([*chain[chain.index(name) :], name])
-            raise ConfigError(f"scanner 'extends' cycle: {cycle}; break the chain")
+            raise ConfigError(f"{folder}: scanner 'extends' cycle: {cycle}; break the chain")
         if name not in raw:
             where = f"{raw[chain[-1]][0]}: extends" if chain else "scanner"
             raise ConfigError(f"{where}: scanner '{name}' not found{suggest(name, raw)}")
@@ -293,8 +381,12 @@ def _load_scanners(config_dir: Path) -> dict[str, m.Scanner]:
             raise ConfigError(f"{src}: remove_filters: expected a list of field names")
         parent_name = data.pop("extends", None)
         base: dict[str, Any] = {"filters": []}
+        origin = {}
         if parent_name is not None:
-            parent = resolve(str(parent_name), [*chain, name])
+            if not isinstance(parent_name, str):
+                raise ConfigError(f"{src}: extends: expected a scanner name, got {short(parent_name)}")
+            parent = resolve(parent_name, [*chain, name])
+            origin = dict(origins[parent_name])
             base = {k: v for k, v in parent.items() if k not in ("name", "description")}
             inherited = set().union(*(_filter_fields(f) for f in base["filters"]))
             missing = sorted(set(remove) - inherited)
@@ -311,6 +403,7 @@ def _load_scanners(config_dir: Path) -> dict[str, m.Scanner]:
         merged["filters"] = base["filters"] + own
         merged["name"] = name
         resolved[name] = merged
+        origins[name] = {**origin, **{str(k): src for k in data}}
         return merged
 
     out: dict[str, m.Scanner] = {}
@@ -319,13 +412,15 @@ def _load_scanners(config_dir: Path) -> dict[str, m.Scanner]:
         try:
             out[name] = m.Scanner.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_validation_message(str(raw[name][0]), "", exc)) from None
+            top = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
+            src = origins[name].get(top, str(raw[name][0]))
+            raise ConfigError(_validation_message(src, "", exc)) from None
         sort = out[name].sort
         if sort is not None and sort.field not in KNOWN_SCAN_FIELDS:
             fld = sort.field
             raise ConfigError(
-                f"{raw[name][0]}: sort.field: unknown scanner field '{fld}'"
-                f"{suggest(fld, KNOWN_SCAN_FIELDS)}"
+                f"{origins[name].get('sort', raw[name][0])}: sort.field: unknown scanner field"
+                f" {short(fld)}{suggest(fld, KNOWN_SCAN_FIELDS)}"
             )
     return out
 
@@ -338,7 +433,7 @@ def load_config(config_dir: str | os.PathLike[str] | None = None) -> Config:
     manifest = read_yaml(manifest_path)
     if not isinstance(manifest, dict):
         raise ConfigError(f"{src}: expected a mapping with 'defaults' and 'profiles'")
-    extra = set(manifest) - {"defaults", "profiles"}
+    extra = {_key(k) for k in manifest} - {"defaults", "profiles"}
     if extra:
         key = sorted(extra)[0]
         raise ConfigError(f"{src}: {key}: unknown key{suggest(key, ['defaults', 'profiles'])}")
@@ -350,8 +445,9 @@ def load_config(config_dir: str | os.PathLike[str] | None = None) -> Config:
 
     profiles: dict[str, m.Profile] = {}
     for name, body in raw_profiles.items():
-        if not isinstance(body, dict):
-            raise ConfigError(f"{src}: profiles.{name}: expected a mapping")
+        if not isinstance(name, str) or not isinstance(body, dict):
+            raise ConfigError(f"{src}: profiles.{_key(name)}: expected a profile name with a"
+                              " mapping of its keys")
         try:
             if "sleeves" in body:
                 profiles[name] = m.MetaProfile.model_validate({**body, "name": name})

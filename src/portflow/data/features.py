@@ -2,8 +2,12 @@
 
 feature-ingest — today's ratings per candidate symbol:
 1. Ask the provider (`technicals`); TradingView has them, the synthetic market has none.
-2. Otherwise compute them from the symbol's stored bars (the value at its last stored bar).
-3. Store one dated snapshot `features/technicals/date=<clock>/part-<run>.parquet`.
+2. Otherwise compute them from the symbol's stored bars (the value at its last stored bar);
+   a symbol whose OHLCV file does not open is left out and counted `unreadable`.
+3. Merge them into the one snapshot of the clock's date,
+   `features/technicals/date=<clock>/part-0.parquet`: rows of the same (provider, symbol) are
+   replaced, the others kept, the file rewritten atomically. A snapshot that does not open is
+   derived data: it is rebuilt from this run's rows, with a warning.
 
 feature-backfill — the ratings history of every healthy symbol, `features_matrix.parquet`:
 1. The set: (provider, symbol) pairs whose Phase-1 health is `healthy` (toxic, stale, flat and
@@ -34,6 +38,9 @@ feature-backfill — the ratings history of every healthy symbol, `features_matr
 4. Long format, sorted by (symbol, provider, timestamp), one row per stored bar: `timestamp`,
    `symbol`, `recommend_all`, `recommend_ma`, `recommend_other` (float64, NaN = no value
    yet), `provider`.
+5. The matrix is derived data: when the old one does not open it is rebuilt from the bars, and
+   when a kept chunk's old rows do not read they are recomputed, each with a warning. A
+   symbol whose OHLCV file does not open is left out (counted `unreadable`, warned about).
 """
 
 from __future__ import annotations
@@ -54,11 +61,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from portflow.errors import DataError
+from portflow.errors import CorruptTableError, DataError, one_line
 from portflow.executors import Executor
-from portflow.lakehouse.atomic import atomic_path, fingerprint_bytes, write_parquet
+from portflow.lakehouse.atomic import atomic_path, fingerprint_bytes
 from portflow.lakehouse.store import Lakehouse, ohlcv_arrays
 from portflow.ratings.panel import frames_panel, last_values, rate
+from portflow.ui import log
 
 CHUNK_SYMBOLS = 250
 READ_THREADS = 4
@@ -89,15 +97,23 @@ def _stat(path: Path) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def _load(path: Path, old_fp: str | None) -> tuple[str, dict[str, np.ndarray] | None]:
+def _load(lake: Lakehouse, path: Path,
+          old_fp: str | None) -> tuple[str, dict[str, np.ndarray] | None]:
     """(fingerprint, bars): one read of the file serves both; bars None when its bytes are
-    unchanged. A missing file gives ("", None)."""
+    unchanged. A missing file gives ("", None), one that does not parse ("", None) with a
+    warning (step 5: left out; a repaired file is picked up by the next run)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return "", None
     fp = fingerprint_bytes(data, FINGERPRINT_DIGITS)
-    return fp, (None if fp == old_fp else ohlcv_arrays(pa.py_buffer(data), str(path)))
+    if fp == old_fp:
+        return fp, None
+    try:
+        return fp, ohlcv_arrays(pa.py_buffer(data), lake.relative(path))
+    except CorruptTableError as exc:
+        log(f"warning: {exc}; left out of the features matrix")
+        return "", None
 
 
 def _fp_key(provider: str, symbol: str) -> str:
@@ -113,6 +129,8 @@ class ChunkResult:
     stats: dict[str, list[int]]
     kept: list[Key]
     fresh: pa.Table
+    sources: list[Source]
+    unreadable: int = 0
 
 
 def _fresh_table(keys: list[Key], bars: list[dict[str, np.ndarray]]) -> pa.Table:
@@ -151,6 +169,7 @@ def compute_chunk(lake: Lakehouse, chunk: list[Source], old: Previous) -> ChunkR
     stats: dict[str, list[int]] = {}
     kept: list[Key] = []
     todo: list[tuple[Key, Path]] = []
+    unreadable = 0
     for provider, tf, symbol in chunk:
         path = lake.ohlcv_path(provider, tf, symbol)
         stat = _stat(path)
@@ -167,12 +186,13 @@ def compute_chunk(lake: Lakehouse, chunk: list[Source], old: Previous) -> ChunkR
     if todo:
         with ThreadPoolExecutor(READ_THREADS) as pool:
             loaded = list(pool.map(
-                lambda kp: _load(kp[1], old.fingerprints.get(_fp_key(kp[0][1], kp[0][0]))),
+                lambda kp: _load(lake, kp[1], old.fingerprints.get(_fp_key(kp[0][1], kp[0][0]))),
                 todo))
-        for (key, _), (fp, bars) in zip(todo, loaded, strict=True):
+        for (key, path), (fp, bars) in zip(todo, loaded, strict=True):
             fk = _fp_key(key[1], key[0])
-            if not fp:  # vanished since its stat: nothing to rate
+            if not fp:  # vanished since its stat, or unreadable: nothing to rate
                 stats.pop(fk)
+                unreadable += path.exists()
                 continue
             fps[fk] = fp
             if bars is None:
@@ -181,7 +201,8 @@ def compute_chunk(lake: Lakehouse, chunk: list[Source], old: Previous) -> ChunkR
                 fresh.append((key, bars))
     kept.sort()
     return ChunkResult(fps, stats, kept,
-                       _fresh_table([s for s, _ in fresh], [b for _, b in fresh]))
+                       _fresh_table([s for s, _ in fresh], [b for _, b in fresh]), chunk,
+                       unreadable)
 
 
 def _by_key(table: pa.Table) -> dict[Key, pa.Table]:
@@ -282,15 +303,12 @@ def backfill(lake: Lakehouse, sources: list[Source], chunk_symbols: int = CHUNK_
     """Steps 1-4 for `sources` = [(provider, timeframe, symbol)] of healthy symbols.
     `executor` (e.g. Ray) computes chunks; this process alone writes the matrix."""
     target = lake.features_matrix_path
-    old_ds = ds.dataset(target) if target.exists() else None
-    if old_ds is not None and "provider" not in old_ds.schema.names:
-        old_ds = None  # written before rows carried their provider: rebuild
-    old = _previous(target) if old_ds is not None else Previous({}, {})
+    old, old_ds = _previous_matrix(lake)
     todo = sorted(set(sources), key=lambda s: (s[2], s[0]))
     chunks = [todo[i:i + chunk_symbols] for i in range(0, len(todo), chunk_symbols)]
     fps: dict[str, str] = {}
     stats: dict[str, list[int]] = {}
-    counts = {"symbols": 0, "recomputed": 0, "kept": 0, "rows": 0}
+    counts = {"symbols": 0, "recomputed": 0, "kept": 0, "rows": 0, "unreadable": 0}
     held: list[ChunkResult] = []  # unchanged chunks, until some chunk needs writing
     with contextlib.ExitStack() as stack:
         writer: _Writer | None = None
@@ -299,13 +317,14 @@ def backfill(lake: Lakehouse, sources: list[Source], chunk_symbols: int = CHUNK_
             stats.update(res.stats)
             counts["recomputed"] += len(res.fingerprints) - len(res.kept)
             counts["kept"] += len(res.kept)
+            counts["unreadable"] += res.unreadable
             held.append(res)
             if writer is None and len(res.kept) == len(res.fingerprints):
                 continue
             if writer is None:
                 writer = _Writer(stack.enter_context(atomic_path(target)))
             for pending in held:
-                counts["rows"] += _write_chunk(writer, pending, old_ds)
+                counts["rows"] += _write_chunk(lake, writer, pending, old_ds)
             held = []
         unchanged = (fps, stats) == (old.fingerprints, old.stats)
         if writer is None and unchanged and old_ds is not None:
@@ -315,24 +334,53 @@ def backfill(lake: Lakehouse, sources: list[Source], chunk_symbols: int = CHUNK_
         if writer is None:  # symbols dropped, files re-stamped, a first empty build: rewrite
             writer = _Writer(stack.enter_context(atomic_path(target)))
             for pending in held:
-                counts["rows"] += _write_chunk(writer, pending, old_ds)
+                counts["rows"] += _write_chunk(lake, writer, pending, old_ds)
         writer.close({_META_KEY: json.dumps(fps, sort_keys=True).encode(),
                       _STAT_KEY: json.dumps(stats, sort_keys=True).encode()})
     counts["symbols"] = len(fps)
     return counts
 
 
-def _write_chunk(writer: _Writer, res: ChunkResult, old_ds: ds.Dataset | None) -> int:
-    """One row group: the chunk's kept old rows and fresh rows, in symbol order."""
+def _previous_matrix(lake: Lakehouse) -> tuple[Previous, ds.Dataset | None]:
+    """The last build's record and rows; none (a full rebuild) before the first build, for a
+    matrix written before rows carried their provider, and (step 5) for one that does not
+    open."""
+    try:
+        old_ds = lake.features_dataset()
+    except CorruptTableError as exc:
+        log(f"warning: {exc.args[0].split(';')[0]}; rebuilding it from the OHLCV files")
+        return Previous({}, {}), None
+    if old_ds is None or "provider" not in old_ds.schema.names:
+        return Previous({}, {}), None
+    return _previous(lake.features_matrix_path), old_ds
+
+
+def _kept_rows(old_ds: ds.Dataset, kept: list[Key]) -> dict[Key, pa.Table] | None:
+    """The old matrix's rows of `kept`, or None (warned about) when they do not read."""
+    # the old matrix is sorted by symbol and written one row group per chunk, so the range
+    # bounds let parquet statistics skip the row groups of other chunks
+    names = sorted({s for s, _ in kept})
+    where = ((ds.field("symbol") >= names[0]) & (ds.field("symbol") <= names[-1])
+             & ds.field("symbol").isin(names))
+    try:
+        return _by_key(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA))
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        log(f"warning: the old features matrix does not read ({one_line(str(exc), 120)});"
+            f" recomputing {len(kept)} symbol(s) from their bars")
+        return None
+
+
+def _write_chunk(lake: Lakehouse, writer: _Writer, res: ChunkResult,
+                 old_ds: ds.Dataset | None) -> int:
+    """One row group: the chunk's kept old rows and fresh rows, in symbol order (step 5: kept
+    rows that no longer read are recomputed)."""
     parts: dict[Key, pa.Table] = {}
     if res.kept and old_ds is not None:
-        # the old matrix is sorted by symbol and written one row group per chunk, so the
-        # range bounds let parquet statistics skip the row groups of other chunks
-        names = sorted({s for s, _ in res.kept})
-        where = ((ds.field("symbol") >= names[0]) & (ds.field("symbol") <= names[-1])
-                 & ds.field("symbol").isin(names))
-        old_parts = _by_key(old_ds.to_table(filter=where).cast(MATRIX_SCHEMA))
-        parts.update({k: old_parts[k] for k in res.kept if k in old_parts})
+        old_parts = _kept_rows(old_ds, res.kept)
+        if old_parts is None:
+            res = compute_chunk(lake, res.sources, Previous({}, {}))
+        else:
+            parts.update({k: old_parts[k] for k in res.kept if k in old_parts})
     if not parts:
         table = res.fresh
     else:
@@ -344,12 +392,11 @@ def _write_chunk(writer: _Writer, res: ChunkResult, old_ds: ds.Dataset | None) -
 
 
 def snapshot(lake: Lakehouse, provider: Any, timeframe: str,
-             symbols_by_universe: dict[str, list[str]], as_of: pd.Timestamp,
-             run_id: str) -> dict[str, int]:
+             symbols_by_universe: dict[str, list[str]], as_of: pd.Timestamp) -> dict[str, int]:
     """feature-ingest steps 1-3. Returns counts by source. Stored bars are read and rated
     `CHUNK_SYMBOLS` at a time (threaded Arrow reads), so memory stays bounded by a chunk."""
     frames = []
-    counts = {"symbols": 0, "from_provider": 0, "computed": 0, "no_bars": 0}
+    counts = {"symbols": 0, "from_provider": 0, "computed": 0, "no_bars": 0, "unreadable": 0}
     for universe, symbols in sorted(symbols_by_universe.items()):
         got = provider.technicals(universe, sorted(symbols), as_of)
         if got is not None and len(got):
@@ -359,8 +406,10 @@ def snapshot(lake: Lakehouse, provider: Any, timeframe: str,
             symbols = sorted(set(symbols) - set(got["symbol"]))
         todo = sorted(symbols)
         for start in range(0, len(todo), CHUNK_SYMBOLS):
-            vals = _last_ratings(lake, provider.name, timeframe, todo[start:start + CHUNK_SYMBOLS])
-            counts["no_bars"] += min(CHUNK_SYMBOLS, len(todo) - start) - len(vals)
+            chunk = todo[start:start + CHUNK_SYMBOLS]
+            unreadable = counts["unreadable"]
+            vals = _last_ratings(lake, provider.name, timeframe, chunk, counts)
+            counts["no_bars"] += len(chunk) - len(vals) - (counts["unreadable"] - unreadable)
             if len(vals):
                 frames.append(vals)
                 counts["computed"] += len(vals)
@@ -368,18 +417,30 @@ def snapshot(lake: Lakehouse, provider: Any, timeframe: str,
         out = pd.concat(frames, ignore_index=True)
         out["provider"] = provider.name
         out["as_of"] = as_of
-        path = lake.technicals_dir(as_of) / f"part-{run_id}.parquet"
-        write_parquet(out.sort_values("symbol").reset_index(drop=True), path)
+        for part in lake.write_snapshot(as_of, out):
+            log(f"warning: {part} does not open; the snapshot of {as_of:%Y-%m-%d} is rebuilt"
+                " from this run's ratings (the next feature-ingest of the other profiles"
+                " restores theirs)")
     counts["symbols"] = sum(len(v) for v in symbols_by_universe.values())
     return counts
 
 
-def _last_ratings(lake: Lakehouse, provider: str, timeframe: str,
-                  symbols: list[str]) -> pd.DataFrame:
+def _last_ratings(lake: Lakehouse, provider: str, timeframe: str, symbols: list[str],
+                  counts: dict[str, int]) -> pd.DataFrame:
     """symbol, timestamp (its last stored bar), adx and recommend_* there, for the symbols
-    of `symbols` that have stored bars."""
+    of `symbols` that have stored, readable bars (an unreadable file is counted and warned
+    about)."""
+
+    def read(symbol: str) -> dict[str, np.ndarray] | None:
+        try:
+            return lake.read_ohlcv_arrays(provider, timeframe, symbol)
+        except CorruptTableError as exc:
+            counts["unreadable"] += 1
+            log(f"warning: {exc}")
+            return None
+
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        bars = list(pool.map(lambda s: lake.read_ohlcv_arrays(provider, timeframe, s), symbols))
+        bars = list(pool.map(read, symbols))
     have = [(s, b) for s, b in zip(symbols, bars, strict=True) if b is not None and len(b["close"])]
     if not have:
         return pd.DataFrame()

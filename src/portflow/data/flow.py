@@ -25,7 +25,7 @@ from portflow.data import features, scan
 from portflow.data.candidates import Candidate, load_candidates, sleeve_candidates
 from portflow.data.ingest import Ingestor, Target, run_ingest
 from portflow.data.metadata import ingest_metadata
-from portflow.errors import DataError, RunError, UsageError
+from portflow.errors import HealthGateError, RunError, UsageError, one_line
 from portflow.executors import Executor, RayExecutor, default_jobs
 from portflow.lakehouse import atomic
 from portflow.providers.base import Provider
@@ -106,6 +106,12 @@ def step_scan(ctx: Context, run: Run, sleeves: list[SleeveProfile]) -> None:
         run.record["candidates_run"] = run.run_id
         run.record["candidates"] = run.relative(export / "candidates.json")
         log(f"scan-run: {len(candidates)} candidates in {run.relative(export / 'candidates.json')}")
+        if not candidates:  # an empty data run must never become the default of Phase 2
+            raise HealthGateError(
+                f"scan-run: the scanners of {', '.join(s.name for s in sleeves)} found no"
+                f" candidates as of {ctx.as_of:%Y-%m-%d}; check the clock (--as-of: is the"
+                " market listed then?) and the scanners' filters"
+            )
 
 
 def _targets(
@@ -156,9 +162,12 @@ def step_ingest(
         failed = total["symbols_failed"]
         strict = opts.strict or any(s.ingest.strict for s in sleeves)
         if total["symbols_total"] and failed == total["symbols_total"]:
-            raise DataError(f"data-ingest: every one of {failed} symbols failed; see run.json")
+            first = next(v["reason"] for v in per_symbol.values() if v["action"] == "failed")
+            raise HealthGateError(f"data-ingest: every one of {failed} symbols failed (first:"
+                                  f" {one_line(first, 120)}); see {run.relative(run.json_path)}")
         if strict and failed:
-            raise DataError(f"data-ingest --strict: {failed} symbol(s) failed; see run.json")
+            raise HealthGateError(f"data-ingest --strict: {failed} symbol(s) failed; see"
+                                  f" {run.relative(run.json_path)}")
 
 
 def _summary(per_symbol: dict[str, dict[str, Any]], provider: str) -> None:
@@ -257,8 +266,7 @@ def step_feature_ingest(
     with run.step("feature-ingest") as counts:
         for provider, tf, by_uni in _by_provider(ctx, sleeves, candidates).values():
             res = features.snapshot(ctx.lake, provider, tf,
-                                    {u: sorted(s) for u, s in by_uni.items()},
-                                    ctx.as_of, run.run_id)
+                                    {u: sorted(s) for u, s in by_uni.items()}, ctx.as_of)
             for k, v in res.items():
                 counts[k] = counts.get(k, 0) + v
         log("feature-ingest: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -310,7 +318,8 @@ def single_step(
     source = None
     if step != "scan-run":
         source = data_run or newest_data_run(
-            ctx.data_dir, [profile, *ctx.config.metas_containing(profile)], "scan-run"
+            ctx.data_dir, [profile, *ctx.config.metas_containing(profile)], "scan-run",
+            ctx.as_of,
         )
         if source is None:
             raise RunError(

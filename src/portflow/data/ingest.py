@@ -12,16 +12,22 @@ Per symbol (in parallel; one symbol's failure never stops the others):
    modification times.
 4. Otherwise fetch from the bar after the last stored one (or `history_bars` bars back for a
    new symbol). Bars after the target — the forming bar of the clock's own day — are dropped.
-5. Toxic guard on the fetched bars, with the last stored close as the first reference: a
+5. The provider's answer is checked on entry: a frame with the OHLCV columns, timestamps that
+   parse (timezone-naive ones are read as UTC) at 00:00 UTC, numeric prices and volumes;
+   anything else fails the symbol with a clear reason and stores nothing. Bars may come
+   unsorted (they are sorted) and may reach past the clock (they are dropped). Then the toxic
+   guard on the fetched bars, with the last stored close as the first reference: a
    close-to-close move with |ln(1 + r)| >= ln 6, a non-positive price, high < low, a NaN
-   price or a duplicate timestamp → status `toxic` with reason and bar; the fetched data goes
-   to quarantine, unmerged and undeleted.
+   price, a negative volume or a duplicate timestamp → status `toxic` with reason and bar;
+   the fetched data goes to quarantine, unmerged and undeleted.
 6. Merge by timestamp (fetched bars win), write atomically, and audit the stored history:
    `stale` (no bar for the target), `flat` (last 5 closes identical), `gappy` (missing bars of
    the symbol's own calendar inside its history), else `healthy`.
 7. A paginated fetch that fails midway (`PartialFetchError`, retries exhausted) keeps the
    pages that arrived — guarded and merged like any fetch — and the symbol counts as failed
    without a freshness record, so the next run resumes from its last stored bar.
+8. A stored file that does not open fails its symbol only: status `unreadable` with the file
+   and the repair as reason; the file is left as it is for inspection.
 
 Parallelism (:func:`run_ingest`): steps 1-4 (`Ingestor.fetch`) run on `jobs` fetch threads
 and steps 5-6 (`Ingestor.finish`) on `FINISH_THREADS` writer threads, so `jobs` requests stay
@@ -38,12 +44,14 @@ symbol from its stored bars and completes the table.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import functools
 import math
 import queue
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,12 +60,19 @@ import numpy as np
 import pandas as pd
 
 from portflow import clock
-from portflow.errors import PartialFetchError
+from portflow.errors import CorruptTableError, PartialFetchError, ProviderError, one_line
 from portflow.executors import Executor, LocalExecutor
-from portflow.lakehouse.store import BAR_FIELDS, PRICE_COLUMNS, Lakehouse, utc_timestamps
+from portflow.lakehouse.store import (
+    BAR_FIELDS,
+    OHLCV_COLUMNS,
+    PRICE_COLUMNS,
+    Lakehouse,
+    utc_timestamps,
+)
 from portflow.providers.base import Provider
 
 TOXIC_LOG_MOVE = math.log(6.0)
+_DAY_NS = 86_400 * 10**9
 FLAT_BARS = 5
 HEALTH_FLUSH_SECONDS = 2.0
 FINISH_THREADS = 8  # guard + merge + write: mostly parquet encoding and fsync (GIL released)
@@ -121,7 +136,7 @@ def toxic_check(bars: pd.DataFrame, prev_close: float | None) -> tuple[str, pd.T
     if bars.empty:
         return None
     return _toxic(_ns(bars["timestamp"]),
-                  {c: bars[c].to_numpy(dtype=float) for c in PRICE_COLUMNS}, prev_close)
+                  {c: bars[c].to_numpy(dtype=float) for c in BAR_FIELDS}, prev_close)
 
 
 def _toxic(ts: np.ndarray, prices: dict[str, np.ndarray],
@@ -138,6 +153,7 @@ def _toxic(ts: np.ndarray, prices: dict[str, np.ndarray],
         ("NaN price", np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(close)),
         ("non-positive price", (o <= 0) | (h <= 0) | (lo <= 0) | (close <= 0)),
         ("high < low", h < lo),
+        ("negative volume", prices["volume"] < 0),
     ):
         if bad.any():
             return reason, _stamp(ts[np.argmax(bad)])
@@ -175,7 +191,7 @@ def _audit(ts: np.ndarray, close: np.ndarray, calendar: str,
             run -= 1
         return "flat", f"last {n - run} closes identical at {close[-1]:g}", _stamp(ts[run])
     if calendar == clock.ALWAYS_OPEN:
-        day = 86_400 * 10**9
+        day = _DAY_NS
         expected_n = int((ts[-1] - ts[0]) // day) + 1
         if expected_n == n:
             return "healthy", "", None
@@ -192,6 +208,43 @@ def _audit(ts: np.ndarray, close: np.ndarray, calendar: str,
             _stamp(missing[0]),
         )
     return "healthy", "", None
+
+
+def checked_bars(raw: Any, provider: str, symbol: str) -> pd.DataFrame:
+    """Step 5's entry check of a provider answer: the frame, with UTC timestamps and float
+    columns, or ProviderError saying what is wrong. Cheap when the provider already answers
+    in the stored types (the usual case: no copy)."""
+    where = f"provider '{provider}' answered {symbol!r} with"
+    if not isinstance(raw, pd.DataFrame):
+        raise ProviderError(f"{where} a {type(raw).__name__}, not a frame of bars")
+    missing = [c for c in OHLCV_COLUMNS if c not in raw.columns]
+    if missing:
+        raise ProviderError(f"{where} bars lacking column(s) {missing}")
+    fixed: dict[str, pd.Series] = {}
+    if str(raw["timestamp"].dtype) != "datetime64[ns, UTC]":
+        try:
+            with warnings.catch_warnings():  # pandas warns while it guesses a text format
+                warnings.simplefilter("ignore", UserWarning)
+                fixed["timestamp"] = utc_timestamps(raw["timestamp"])
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ProviderError(
+                f"{where} timestamps that do not parse ({one_line(str(exc), 80)})"
+            ) from None
+    for c in ("open", "high", "low", "close", "volume"):
+        if raw[c].dtype.kind not in "fiu":
+            try:
+                fixed[c] = pd.to_numeric(raw[c], errors="raise").astype("float64")
+            except (ValueError, TypeError):
+                raise ProviderError(f"{where} non-numeric values in '{c}'") from None
+    bars = raw.assign(**fixed) if fixed else raw
+    ns = bars["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
+    if (ns == np.iinfo(np.int64).min).any():
+        raise ProviderError(f"{where} missing timestamps")
+    off = ns % _DAY_NS != 0
+    if off.any():
+        raise ProviderError(f"{where} a daily bar stamped {_stamp(ns[np.argmax(off)])}, not at"
+                            " 00:00 UTC of its day")
+    return bars
 
 
 def _next_bar(calendar: str, last: pd.Timestamp) -> pd.Timestamp:
@@ -275,7 +328,13 @@ class Ingestor:
                 f"toxic since {pd.Timestamp(prev['audited_at']):%Y-%m-%d}: {prev.get('reason')}"
                 " (re-run with --recheck-toxic to fetch it again)",
             )
-        stored = self.lake.read_ohlcv_arrays(self.provider.name, self.timeframe, t.symbol)
+        try:
+            stored = self.lake.read_ohlcv_arrays(self.provider.name, self.timeframe, t.symbol)
+        except CorruptTableError as exc:  # step 8: this symbol fails, the others go on; once
+            # the file is deleted the next run fetches it at once (no "asked recently" memo)
+            return Outcome(t.symbol, "failed", str(exc), 0,
+                           self._row(t.symbol, "unreadable", str(exc), None,
+                                     last_checked_at=None, checked_for=None))
         if stored is not None and not len(stored["timestamp"]):
             stored = None
         last = None if stored is None else _stamp(stored["timestamp"].max())
@@ -307,8 +366,10 @@ class Ingestor:
         try:
             raw = self.provider.fetch_ohlcv(t.universe, t.symbol, start, self.as_of)
         except PartialFetchError as exc:  # step 7
-            return Fetched(t, target, stored, last, start, fetched_at, exc.bars, exc)
-        return Fetched(t, target, stored, last, start, fetched_at, raw)
+            bars = checked_bars(exc.bars, self.provider.name, t.symbol)
+            return Fetched(t, target, stored, last, start, fetched_at, bars, exc)
+        return Fetched(t, target, stored, last, start, fetched_at,
+                       checked_bars(raw, self.provider.name, t.symbol))
 
     def finish(self, f: Fetched) -> Outcome:
         """Steps 5-6 on a fetched answer: guard, merge, write (this symbol's one writer)."""
@@ -322,7 +383,10 @@ class Ingestor:
             hi = int(np.searchsorted(ts, target.value, side="right"))
             pick: slice | np.ndarray = slice(lo, hi)
         else:
-            pick = (ts <= target.value) & (ts >= start.value)
+            # unsorted answers are sorted before the guard: close-to-close moves and the
+            # audit are only meaningful in time order
+            pick = np.flatnonzero((ts <= target.value) & (ts >= start.value))
+            pick = pick[np.argsort(ts[pick], kind="stable")]
         new_ts = ts[pick]
         new = {c: raw[c].to_numpy(dtype="float64")[pick] for c in BAR_FIELDS}
         checks = {} if partial else {"last_checked_at": fetched_at, "checked_for": target}
@@ -507,18 +571,24 @@ def run_ingest(
     else:
         results = ((o.item, o.value if o.error is None else o.error)  # type: ignore[misc]
                    for o in LocalExecutor(jobs=1).map(ingestor.one, targets))
-    for t, res in results:
-        if isinstance(res, Outcome):
-            out = res
-        else:
-            out = Outcome(t.symbol, "failed", f"{type(res).__name__}: {res}")
-        report.outcomes.append(out)
-        if out.health is not None:
-            pending.append(out.health)
-        if on_done is not None:
-            on_done(out)
-        if pending and time.monotonic() - last_flush > HEALTH_FLUSH_SECONDS:
-            ingestor.record_health(pending)
-            pending, last_flush = [], time.monotonic()
-    ingestor.record_health(pending)
+    # closing(): on Ctrl-C / SIGTERM the queued symbols are cancelled at once (an unclosed
+    # generator would let its workers drain the whole queue before the process ends) and the
+    # health of the symbols already stored is flushed on the way out
+    try:
+        with contextlib.closing(results):  # type: ignore[type-var]
+            for t, res in results:
+                if isinstance(res, Outcome):
+                    out = res
+                else:
+                    out = Outcome(t.symbol, "failed", one_line(f"{type(res).__name__}: {res}"))
+                report.outcomes.append(out)
+                if out.health is not None:
+                    pending.append(out.health)
+                if on_done is not None:
+                    on_done(out)
+                if pending and time.monotonic() - last_flush > HEALTH_FLUSH_SECONDS:
+                    ingestor.record_health(pending)
+                    pending, last_flush = [], time.monotonic()
+    finally:
+        ingestor.record_health(pending)
     return report

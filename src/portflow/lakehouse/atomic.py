@@ -4,11 +4,16 @@ Every file portflow stores is written to a temp file in the same folder, flushed
 then `os.replace`d over the target: a crash or SIGKILL at any moment leaves either the old or
 the new version, never a torn file. Temp files carry a `.tmp-` prefix so a later run can sweep
 the leftovers of a killed one (:func:`sweep_temp_files`).
+
+`tempfile.mkstemp` creates its file with mode 0600 whatever the umask; the temp file is given
+the mode a plain ``open()`` would have (0666 minus the process umask) before it replaces the
+target, so a data dir shared by a group stays shared.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -17,14 +22,26 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from portflow.errors import UsageError
+
 TEMP_PREFIX = ".tmp-"
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any writer thread
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_read_umask()
 
 
 @contextlib.contextmanager
@@ -32,9 +49,12 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temp path beside `target`; on success it is fsynced and renamed over it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
-    os.close(fd)
     tmp = Path(tmp_name)
     try:
+        try:
+            os.fchmod(fd, FILE_MODE)
+        finally:
+            os.close(fd)
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -116,6 +136,33 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def try_lock(path: Path) -> IO[str] | None:
+    """Non-blocking exclusive flock on `path`: the open handle that holds it (close it to
+    release; the lock also dies with the process), or None when another process holds it."""
+    fh = open(path, "a+")  # noqa: SIM115 - the handle *is* the lock, returned to the caller
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
+
+
+def writable_dir(folder: Path, what: str) -> Path:
+    """`folder`, created if missing; a UsageError (one line, exit 2) when it cannot be: the
+    data dir is a file, read-only, or on a read-only file system."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+    except OSError as exc:
+        raise UsageError(
+            f"{what} '{folder}' is not a writable folder ({exc.strerror or exc});"
+            " fix its permissions or pass another --data-dir / PORTFLOW_DATA_DIR"
+        ) from None
+    return folder
 
 
 def sweep_temp_files(root: Path) -> int:

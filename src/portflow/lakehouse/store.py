@@ -25,6 +25,11 @@ Rules:
    every metadata version records when it was written (``recorded_at``). A reader pinned to data
    run D takes the rows recorded by the time D ended (:meth:`Lakehouse.health_as_of`,
    :meth:`Lakehouse.symbol_versions`).
+6. A stored file that does not open (torn by a disk fault, truncated by hand, not parquet) is
+   a :class:`CorruptTableError` naming the file and its repair, never an unexpected crash and
+   never silently replaced: OHLCV, health and symbols hold fetched or audited facts. Derived
+   tables (the features matrix, the ratings snapshots) are rebuilt by their writers instead
+   (:mod:`portflow.data.features`).
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from portflow.errors import DataError, UsageError
+from portflow.errors import CorruptTableError, DataError, UsageError, one_line
 from portflow.lakehouse import atomic
 
 OHLCV_COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
@@ -58,7 +64,7 @@ HEALTH_COLUMNS = [
     "last_bar",
     "checked_for",
 ]
-HEALTH_STATUSES = ("healthy", "toxic", "stale", "gappy", "flat")
+HEALTH_STATUSES = ("healthy", "toxic", "stale", "gappy", "flat", "unreadable")
 SYMBOL_FIELDS = [
     "tick_size",
     "lot_size",
@@ -74,6 +80,12 @@ HISTORY_COLUMNS = [*HEALTH_COLUMNS, "data_run"]
 VERDICT = ("status", "reason", "bar_timestamp")
 _KEY_RE = re.compile(r"[^A-Za-z0-9._-]")
 _TS_COLUMNS_HEALTH = ["bar_timestamp", "audited_at", "last_checked_at", "last_bar", "checked_for"]
+REPAIR_OHLCV = "delete it and re-run 'portflow data-ingest --profile <profile>' to fetch it again"
+REPAIR_HEALTH = ("restore it from a backup, or delete it and re-run 'portflow data-ingest"
+                 " --profile <profile>' for each profile to audit every symbol again")
+REPAIR_SYMBOLS = ("restore it from a backup, or delete it and re-run 'portflow meta-ingest"
+                  " --profile <profile>' for each profile (the metadata history restarts there)")
+REPAIR_MATRIX = "run 'portflow feature-backfill --profile <profile>' to rebuild it"
 
 
 def symbol_key(symbol: str) -> str:
@@ -113,9 +125,9 @@ def ohlcv_arrays(data: pa.Buffer | Path, where: str) -> dict[str, np.ndarray]:
         # one small file per symbol: Arrow's own thread pool costs more than it decodes
         table = pq.ParquetFile(pa.BufferReader(data) if isinstance(data, pa.Buffer) else data
                                ).read(columns=["timestamp", *BAR_FIELDS], use_threads=False)
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"{where}: unreadable parquet ({exc}); delete it and re-run"
-                        " data-ingest to fetch it again") from exc
+    except (OSError, ValueError, pa.ArrowException) as exc:  # rule 6
+        raise CorruptTableError(
+            f"{where} is unreadable ({one_line(str(exc), 120)}); {REPAIR_OHLCV}") from exc
     out = {f: table[f].to_numpy() for f in BAR_FIELDS}
     out["timestamp"] = table["timestamp"].cast(_TS).to_numpy().view("int64")
     return out
@@ -193,7 +205,7 @@ class Lakehouse:
     @contextlib.contextmanager
     def writer(self) -> Iterator[None]:
         """Rule 4: exclusive Phase-1 writer; sweeps temp files left by a killed writer."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        atomic.writable_dir(self.root, "lakehouse")
         with atomic.file_lock(self.root / ".writer.lock"):
             atomic.sweep_temp_files(self.root)
             yield
@@ -201,19 +213,42 @@ class Lakehouse:
     def _table_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         return atomic.file_lock(self.root / f".{name}.lock")
 
+    # -- reading -----------------------------------------------------------------------
+
+    def read_table(self, path: Path, columns: list[str], repair: str) -> pd.DataFrame:
+        """Rule 5: a stored parquet file with at least `columns`, or CorruptTableError."""
+        try:
+            df = pd.read_parquet(path)
+        except (OSError, ValueError, pa.ArrowException) as exc:  # ArrowInvalid is a ValueError
+            raise CorruptTableError(
+                f"{self.relative(path)} is unreadable ({one_line(str(exc), 120)}); {repair}"
+            ) from exc
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise CorruptTableError(
+                f"{self.relative(path)} has no column {missing[0]!r}; {repair}"
+            )
+        return df
+
+    def features_dataset(self) -> ds.Dataset | None:
+        """The features matrix as an Arrow dataset (None before the first backfill)."""
+        path = self.features_matrix_path
+        if not path.exists():
+            return None
+        try:
+            return ds.dataset(path)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise CorruptTableError(
+                f"{self.relative(path)} is unreadable ({one_line(str(exc), 120)}); {REPAIR_MATRIX}"
+            ) from exc
+
     # -- OHLCV -------------------------------------------------------------------------
 
     def read_ohlcv(self, provider: str, timeframe: str, symbol: str) -> pd.DataFrame | None:
         path = self.ohlcv_path(provider, timeframe, symbol)
         if not path.exists():
             return None
-        try:
-            df = pd.read_parquet(path)
-        except Exception as exc:  # a torn file would be a bug in the atomic writer: say so
-            raise DataError(
-                f"{self.relative(path)}: unreadable parquet ({exc}); delete it and re-run"
-                " data-ingest to fetch it again"
-            ) from exc
+        df = self.read_table(path, OHLCV_COLUMNS, REPAIR_OHLCV)
         df["timestamp"] = utc_timestamps(df["timestamp"])
         return df
 
@@ -270,12 +305,41 @@ class Lakehouse:
         atomic.write_parquet(df, path)
         return path
 
+    # -- ratings snapshots ---------------------------------------------------------------
+
+    def write_snapshot(self, date: pd.Timestamp, rows: pd.DataFrame) -> list[str]:
+        """Merge `rows` (one per provider and symbol) into the one snapshot of `date`: rows of
+        the same (provider, symbol) are replaced, the rest kept, all in `part-0.parquet`
+        written atomically under the table lock (rule 3). Earlier part files of that date
+        are folded in and removed. A part that does not open is derived data: it is dropped
+        and the snapshot rebuilt; returns those parts (relative paths) for a warning."""
+        folder = self.technicals_dir(date)
+        target = folder / "part-0.parquet"
+        unreadable: list[str] = []
+        with self._table_lock("technicals"):
+            parts = sorted(folder.glob("part-*.parquet"), key=lambda p: (p != target, p.name))
+            frames = []
+            for part in parts:
+                try:
+                    frames.append(pd.read_parquet(part))
+                except (OSError, ValueError, pa.ArrowException):
+                    unreadable.append(self.relative(part))
+            frames.append(rows)
+            merged = pd.concat([f for f in frames if len(f)], ignore_index=True)
+            merged = merged.drop_duplicates(["provider", "symbol"], keep="last")
+            merged = merged.sort_values(["provider", "symbol"], kind="mergesort")
+            atomic.write_parquet(merged.reset_index(drop=True), target)
+            for part in parts:
+                if part != target:
+                    part.unlink()
+        return unreadable
+
     # -- health ------------------------------------------------------------------------
 
     def read_health(self) -> pd.DataFrame:
         if not self.health_path.exists():
             return _empty_health()
-        df = pd.read_parquet(self.health_path)
+        df = self.read_table(self.health_path, HEALTH_COLUMNS, REPAIR_HEALTH)
         for c in _TS_COLUMNS_HEALTH:
             df[c] = utc_timestamps(df[c])
         return df
@@ -314,7 +378,7 @@ class Lakehouse:
             df = _empty_health()
             df["data_run"] = pd.Series(dtype="string")
             return df
-        df = pd.read_parquet(self.health_history_path)
+        df = self.read_table(self.health_history_path, HISTORY_COLUMNS, REPAIR_HEALTH)
         for c in _TS_COLUMNS_HEALTH:
             df[c] = utc_timestamps(df[c])
         return df
@@ -365,7 +429,7 @@ class Lakehouse:
     def read_symbols(self) -> pd.DataFrame:
         if not self.symbols_path.exists():
             return pd.DataFrame({c: pd.Series(dtype="object") for c in SYMBOLS_COLUMNS})
-        df = pd.read_parquet(self.symbols_path)
+        df = self.read_table(self.symbols_path, SYMBOLS_COLUMNS[:-1], REPAIR_SYMBOLS)
         if "recorded_at" not in df:  # written before versions recorded their time
             df["recorded_at"] = pd.NaT
         for c in ("valid_from", "valid_to", "recorded_at"):

@@ -10,8 +10,11 @@ Compilation cache (``cache=True`` on every kernel):
    code.
 2. The directory is ``<NUMBA_CACHE_DIR>/portflow-ratings-<hash>`` when ``NUMBA_CACHE_DIR`` is
    set, else ``__pycache__/numba-<hash>`` next to this file (the editable install), else
-   ``~/.cache/portflow/numba-<hash>`` when the package directory is read-only. A second process
-   loads the compiled kernels instead of recompiling them (30-40 s saved once per machine).
+   ``~/.cache/portflow/numba-<hash>`` when the package directory is read-only, else (a
+   read-only home too, e.g. a service account) ``<tmp>/portflow-numba-<uid>/<hash>``: the first
+   of these that can be written, because numba refuses to decorate a cached kernel without a
+   writable directory. A second process loads the compiled kernels instead of recompiling them
+   (30-40 s saved once per machine).
 
 All kernels use ``error_model="numpy"``: a division by zero yields inf/NaN like numpy instead of
 raising inside a hot loop (every such division is guarded explicitly anyway), and no
@@ -21,12 +24,17 @@ Signature pinning (:class:`Pinned`): the panel engine is compiled for exactly on
 whose inputs are 2-D float64 arrays of any layout ('A') and read-only. Writable, read-only,
 C-, F-ordered and strided views (pandas 3 copy-on-write hands out read-only arrays) all convert
 to it, so one compiled version serves every caller and no call compiles a new variant.
+
+First use on a machine (or after an upgrade) compiles for ~40 s; when the cache holds no index
+file of the kernel about to compile, one line on stderr says so (once per process), so the
+first run is not silently stuck.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +42,8 @@ from typing import Any, TypeVar, cast
 
 import numba
 from numba import types
+
+from portflow.ui import log
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,11 +56,20 @@ def _cache_dir() -> Path:
         digest.update(src.name.encode() + src.read_bytes())
     key = digest.hexdigest()[:16]
     if os.environ.get("NUMBA_CACHE_DIR"):
-        return Path(os.environ["NUMBA_CACHE_DIR"]) / f"portflow-ratings-{key}"
-    local = here / "__pycache__"
-    if os.access(here, os.W_OK) and (not local.exists() or os.access(local, os.W_OK)):
-        return local / f"numba-{key}"
-    return Path.home() / ".cache" / "portflow" / f"numba-{key}"
+        choices = [Path(os.environ["NUMBA_CACHE_DIR"]) / f"portflow-ratings-{key}"]
+    else:
+        choices = [here / "__pycache__" / f"numba-{key}",
+                   Path.home() / ".cache" / "portflow" / f"numba-{key}"]
+    choices.append(Path(tempfile.gettempdir()) / f"portflow-numba-{os.getuid()}" / key)
+    return next((c for c in choices if _writable(c)), choices[-1])
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 numba.config.CACHE_DIR = str(_cache_dir())  # type: ignore[attr-defined]
@@ -75,6 +94,23 @@ F8_2D_IN = types.Array(types.float64, 2, "A", readonly=True)
 F8_2D_OUT = types.Array(types.float64, 2, "C")
 
 
+COMPILE_NOTICE = ("compiling the ratings kernels (first run after an install or upgrade,"
+                  " ~40 s; cached for later runs)")
+_noticed = threading.Event()
+
+
+def is_cached(dispatcher: Any) -> bool:
+    """Whether the compilation cache holds an index file of `dispatcher`'s function."""
+    name = dispatcher.py_func.__qualname__
+    return any(Path(numba.config.CACHE_DIR).rglob(f"*.{name}-*.nbi"))  # type: ignore[attr-defined]
+
+
+def _notice_compile() -> None:
+    if not _noticed.is_set():
+        _noticed.set()
+        log(COMPILE_NOTICE)
+
+
 class Pinned:
     """Call a numba dispatcher through one signature compiled (or loaded from cache) lazily.
 
@@ -94,6 +130,8 @@ class Pinned:
         if not self._ready:
             with self._lock:
                 if not self._ready:
+                    if not is_cached(self._dispatcher):
+                        _notice_compile()
                     self._dispatcher.compile(self._signature)
                     self._dispatcher.disable_compile()
                     self._ready = True
