@@ -227,12 +227,19 @@ def port_post_analysis(run_id: Annotated[str, typer.Option("--run-id", help="Exi
 
 @app.command("flow-meta-production")
 def flow_meta_production(
-    profile: ProfileOpt, run_id: RunIdOpt = None,
-    executor: Annotated[str, typer.Option("--executor", help="ray (default) or local.")] = "ray",
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join an existing Ray cluster.")] = None,
+    profile: ProfileOpt, run_id: RunIdOpt = None, data_run: DataRunOpt = None,
+    executor: Annotated[str, typer.Option("--executor", help="ray (default: Ray tasks on a local cluster) or local (in this process).")] = "ray",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join an existing Ray cluster (it must see the same data dir and environment).")] = None,
+    skip_analysis: Annotated[bool, typer.Option("--skip-analysis", help="Skip the sleeves' post-analysis plots.")] = False,
+    skip_validation: Annotated[bool, typer.Option("--skip-validation", help="Skip the sleeves' walk-forward backtests (meta-returns are then in-sample).")] = False,
 ) -> None:
-    """Phase 3: run the meta profile's sleeves in parallel, meta-optimise, flatten."""
-    raise NotAvailableError("flow-meta-production is not available yet")
+    """Phase 3: run the meta profile's sleeves in parallel, meta-optimise, flatten, report."""
+    from portflow.meta.pipeline import MetaOptions
+    from portflow.meta.pipeline import flow_meta_production as run_meta
+
+    _done(run_meta(_ctx(), profile, _run_id(run_id), data_run,
+                   MetaOptions(executor=executor, ray_address=ray_address,
+                               skip_analysis=skip_analysis, skip_validation=skip_validation)))
 
 
 # -- inspection ---------------------------------------------------------------------------
