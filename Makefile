@@ -3,6 +3,7 @@
 #   make test                      venv + dev extras + the test suite
 #   make flow-data PROFILE=crypto_long [AS_OF=2026-06-30] [JOBS=8]
 #   make port-optimize RUN_ID=...
+#   make flow-meta-production META=fractal_meta [EXECUTOR=local] [FLAGS=--skip-validation]
 PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
@@ -91,7 +92,8 @@ port-test: install
 port-post-analysis: install
 	$(PORTFLOW) $(GLOBAL) port-post-analysis --run-id $(RUN_ID)
 flow-meta-production: install
-	$(PORTFLOW) $(GLOBAL) flow-meta-production --profile $(META) $(RUN_OPT)
+	$(PORTFLOW) $(GLOBAL) flow-meta-production --profile $(META) $(RUN_OPT) $(DR_OPT) \
+	  $(if $(EXECUTOR),--executor $(EXECUTOR)) $(FLAGS)
 runs: install
 	$(PORTFLOW) $(GLOBAL) runs list
 profiles: install

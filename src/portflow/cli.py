@@ -285,6 +285,10 @@ def _key_outputs(rec: dict[str, Any]) -> str:
         return ""
     if rec.get("status") == "failed":
         return str(rec.get("failure_reason") or "")[:60]
+    if rec.get("kind") == "meta":
+        flat = steps.get("flatten", {}).get("counts", {})
+        return (f"{len(rec.get('sleeves') or {})} sleeves -> {flat.get('assets', '?')} assets"
+                + (" (in-sample)" if rec.get("in_sample") else ""))
     sel = steps.get("port-select", {}).get("counts", {})
     return f"{sel.get('winners', '')} winners" if sel else ""
 
@@ -312,8 +316,8 @@ def runs_show(
 
 @runs_app.command("weights")
 def runs_weights(
-    run_id: Annotated[str, typer.Argument(help="Production run id.")],
-    method: Annotated[str | None, typer.Option("--method", "-m", help="Method (default: the primary one).")] = None,
+    run_id: Annotated[str, typer.Argument(help="Production or meta run id.")],
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Method (default: the primary one; a meta run has one flattened table).")] = None,
     top: Annotated[int | None, typer.Option("--top", "-n", min=1, help="Largest N holdings only.")] = None,
 ) -> None:
     """A run's weights as a table: symbol, direction, cluster, weight (fallbacks marked)."""

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -53,6 +54,7 @@ from portflow.meta.returns import Stream, align, in_sample_stream, meta_stream, 
 from portflow.meta.sleeves import THREADS_PER_SLEEVE, SleeveOutcome, SleeveTask, run_sleeve
 from portflow.meta.tree import SleeveNode, plan
 from portflow.runs import Run
+from portflow.summaries import link_label, meta_weights_table
 from portflow.ui import Tracker, log
 
 EXECUTORS = ("ray", "local")
@@ -136,12 +138,11 @@ def flow_meta_production(ctx: Context, profile: str, run_id: str | None = None,
                     )
             levels: dict[str, _Level] = {}
             with run.step("sleeves") as counts:
-                t0 = time.perf_counter()
                 outcomes = _fan_out(ctx, root, runs, pins, opts, counts)
                 for node in root.metas_bottom_up():
                     if node.path:
                         outcomes[node.path] = _nested(ctx, node, runs[node.path], outcomes,
-                                                      levels, pins, t0)
+                                                      levels, pins)
                 kept = _check_children(root, run, outcomes, pins, counts)
             _assemble(ctx, root, run, kept, outcomes, levels)
         except BaseException as exc:
@@ -217,19 +218,25 @@ def _fan_out(ctx: Context, root: SleeveNode, runs: dict[str, Run], pins: dict[st
 
 
 def _nested(ctx: Context, node: SleeveNode, nrun: Run, outcomes: dict[str, SleeveOutcome],
-            levels: dict[str, _Level], pins: dict[str, str], t0: float) -> SleeveOutcome:
+            levels: dict[str, _Level], pins: dict[str, str]) -> SleeveOutcome:
     """Step 4 for a nested meta, in its own run; its failure becomes its parent's sleeve
-    failure (naming the deepest failing sleeve)."""
+    failure (naming the deepest failing sleeve). Its seconds: its slowest sleeve's plus its
+    own assembly."""
+    t0 = time.perf_counter()
+    slowest = max(outcomes[c.path].seconds for c in node.children)
+
+    def secs() -> float:
+        return round(slowest + time.perf_counter() - t0, 3)
+
     try:
         with nrun.lifecycle():
             with nrun.step("sleeves") as counts:
                 kept = _check_children(node, nrun, outcomes, pins, counts)
             levels[node.path] = _assemble(ctx, node, nrun, kept, outcomes, levels)
     except PortflowError as exc:
-        return SleeveOutcome(node.path, "failed", round(time.perf_counter() - t0, 3),
-                             nrun.run_id, getattr(exc, "sleeve_reason", str(exc)),
+        return SleeveOutcome(node.path, "failed", secs(), nrun.run_id, getattr(exc, "sleeve_reason", str(exc)),
                              exc.exit_code, failed_path=getattr(exc, "sleeve_path", node.path))
-    return SleeveOutcome(node.path, "succeeded", round(time.perf_counter() - t0, 3), nrun.run_id)
+    return SleeveOutcome(node.path, "succeeded", secs(), nrun.run_id)
 
 
 def _sleeve_error(o: SleeveOutcome, others: list[str]) -> PortflowError:
@@ -285,20 +292,23 @@ def _check_children(node: SleeveNode, mrun: Run, outcomes: dict[str, SleeveOutco
     return kept
 
 
-def _leaf(ctx: Context, run_id: str) -> tuple[Stream, Node]:
-    """A leaf's stream (validation, else in-sample) and holdings (its primary method)."""
+def _leaf(ctx: Context, run_id: str) -> tuple[Stream, Node, list[Path]]:
+    """A leaf's stream (validation, else in-sample), holdings (its primary method) and the
+    files they were read from."""
     srun = Run.open(ctx.data_dir, run_id)
     cfg = srun.record["config"]
     method, calendar = str(cfg["optimization"]["primary_method"]), str(cfg["calendar"])
     where = srun.relative(srun.path)
     weights = srun.load("weights")
     tested = (srun.record.get("steps") or {}).get("port-test", {}).get("status") == "succeeded"
-    if tested and srun.has("validation_returns"):
-        stream = validation_stream(srun.load("validation_returns"), method, calendar, where)
+    source = "validation_returns" if tested and srun.has("validation_returns") else (
+        "synthetic_returns")
+    if source == "validation_returns":
+        stream = validation_stream(srun.load(source), method, calendar, where)
     else:
-        stream = in_sample_stream(srun.load("synthetic_returns"), weights, method, calendar,
-                                  where)
-    return stream, Node.leaf(weights, method)
+        stream = in_sample_stream(srun.load(source), weights, method, calendar, where)
+    return stream, Node.leaf(weights, method), [srun.json_path, srun.file("weights"),
+                                                  srun.file(source)]
 
 
 def _assemble(ctx: Context, node: SleeveNode, mrun: Run, kept: list[SleeveNode],
@@ -306,13 +316,17 @@ def _assemble(ctx: Context, node: SleeveNode, mrun: Run, kept: list[SleeveNode],
     """Steps 4b-4e for one meta level."""
     streams: dict[str, Stream] = {}
     flats: dict[str, Node] = {}
+    inputs: list[Path] = []
     for child in kept:
         if child.is_meta:
             streams[child.id], flats[child.id] = levels[child.path].stream, levels[child.path].flat
+            inputs += [mrun.path / "sleeves" / child.id / f for f in ("run.json", "weights.csv")]
         else:
             run_id = outcomes[child.path].run_id
             assert run_id is not None  # a succeeded leaf has its workspace
-            streams[child.id], flats[child.id] = _leaf(ctx, run_id)
+            streams[child.id], flats[child.id], files = _leaf(ctx, run_id)
+            inputs += files
+    mrun.add_inputs(inputs)
     name = node.path or node.profile
 
     with mrun.step("meta-returns") as counts:
@@ -399,8 +413,7 @@ def print_summary(run: Run, top: int = 10) -> None:
     sw = run.load("sleeve_weights")
     rec = run.record
     alloc = rec.get("allocation") or {}
-    link = str(alloc.get("link"))
-    label = "primary" if link in ("primary", alloc.get("method")) else f"FALLBACK ({link})"
+    label = link_label(str(alloc.get("method")), str(alloc.get("link")))
     t = Table(title=f"{run.run_id}: sleeves ({alloc.get('method')}, {label})"
               + (" - IN-SAMPLE streams" if rec.get("in_sample") else ""), title_justify="left")
     for col in ("sleeve", "weight", "risk contribution", "stream"):
@@ -410,14 +423,7 @@ def print_summary(run: Run, top: int = 10) -> None:
         t.add_row(str(r.sleeve), f"{float(r.weight):.4f}", f"{float(r.risk_contribution):.4f}",
                   str(stream.get("source", "")))
     out.print(t)
-    w = run.load("weights").head(top)
-    h = Table(title=f"top {len(w)} holdings (flattened)", title_justify="left")
-    for col in ("symbol", "direction", "weight", "gross", "sleeves"):
-        h.add_column(col, justify="right" if col in ("weight", "gross") else "left")
-    for r in w.itertuples(index=False):
-        h.add_row(str(r.symbol), str(r.direction), f"{float(r.weight):+.4f}",
-                  f"{float(r.gross):.4f}", str(r.sleeves))
-    out.print(h)
+    out.print(meta_weights_table(run, run.load("weights"), top))
     for missing in rec.get("missing_sleeves") or []:
         out.print(f"MISSING sleeve {missing} (allow_missing_sleeves): see run.json")
     out.print(f"report: {run.relative(run.file('report'))}")

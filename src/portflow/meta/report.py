@@ -156,6 +156,9 @@ def render(rep: MetaReport) -> str:
         "corr_cols": [str(c) for c in corr.columns],
         "corr_rows": list(zip([str(i) for i in corr.index], _corr_cells(corr), strict=True)),
         "top": top.to_dict("records"),
+        "sources": {"validation": "out-of-sample (validation)",
+                    "in_sample": "primary weights on the optimiser window",
+                    "meta": "its meta portfolio"},
         "start": f"{rep.meta_returns.index[0]:%Y-%m-%d}",
         "end": f"{rep.meta_returns.index[-1]:%Y-%m-%d}",
     }
@@ -196,7 +199,7 @@ in-sample with respect to the meta allocation.</p>
 {% for s in rep.sleeves %}
 <tr><td>{{ s.id }}</td><td class="l">{{ s.kind }}</td><td class="l">{{ s.profile }}</td>
 <td>{{ s.weight|pct }}</td><td>{{ s.risk_contribution|pct }}</td>
-<td class="l">{{ s.source or "" }}{% if s.in_sample %} <b>(in-sample)</b>{% endif %}</td>
+<td class="l">{{ sources.get(s.source, s.source or "") }}{% if s.in_sample %} <b>(in-sample)</b>{% endif %}</td>
 <td class="l{% if s.status != 'succeeded' %} bad{% endif %}">{{ s.status }}{% if s.reason %}: {{ s.reason }}{% endif %}</td>
 <td>{{ "%.1f"|format(s.seconds) if s.seconds is not none else "" }}</td>
 <td class="l">{% if s.link %}<a href="{{ s.link }}">{{ s.link }}</a>{% endif %}</td></tr>
