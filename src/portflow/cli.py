@@ -234,6 +234,7 @@ def flow_meta_production(
     skip_validation: Annotated[bool, typer.Option("--skip-validation", help="Skip the sleeves' walk-forward backtests (meta-returns are then in-sample).")] = False,
 ) -> None:
     """Phase 3: run the meta profile's sleeves in parallel, meta-optimise, flatten, report."""
+    _ctx().config.meta(profile)  # a wrong profile fails before the heavy imports below
     from portflow.meta.pipeline import MetaOptions
     from portflow.meta.pipeline import flow_meta_production as run_meta
 

@@ -53,7 +53,7 @@ def _enumerate(node: Node, path: str, scale: float, out: list[tuple[str, str, fl
         _enumerate(child, f"{path}/{sid}" if path else sid, scale * w, out)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(metas(3))
 def test_flattening_conserves_weight_on_random_nested_trees(tree: Node) -> None:
     table = flatten(tree)

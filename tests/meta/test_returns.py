@@ -54,7 +54,7 @@ def test_same_calendar_streams_align_exactly_on_their_overlap() -> None:
 def test_a_stream_with_a_missing_bar_is_refused_not_zero_filled() -> None:
     gappy = _stream("XNYS", 5)
     gappy = Stream(gappy.returns.drop(gappy.returns.index[30]), "XNYS", "validation", False)
-    with pytest.raises(DataError, match="sleeve 'eq'.*misses 1 bar.*never zero-fill"):
+    with pytest.raises(DataError, match=r"sleeve 'eq'.*misses 1 bar.*never zero-fill"):
         align({"eq": gappy, "crypto": _stream("24/7", 6)})
 
 
