@@ -183,9 +183,17 @@ def _fan_out(ctx: Context, root: SleeveNode, runs: dict[str, Run], pins: dict[st
     if isinstance(executor, RayExecutor):
         import ray
 
-        owned = not ray.is_initialized() and not opts.ray_address
+        owned = not ray.is_initialized()  # started or joined here: shut down or leave here
         t = time.perf_counter()
-        executor.start()
+        try:
+            executor.start()
+        except Exception as exc:
+            what = (f"join the Ray cluster at {opts.ray_address}" if opts.ray_address
+                    else "start a local Ray cluster")
+            first = (str(exc).splitlines() or [""])[0]
+            raise RunError(f"cannot {what} ({type(exc).__name__}: {first}); check"
+                           " --ray-address, or run the sleeves in process with --executor local"
+                           ) from exc
         counts["ray_startup_seconds"] = round(time.perf_counter() - t, 3)
         counts["ray_cluster_cpus"] = int(ray.cluster_resources().get("CPU", 0))
         log(f"sleeves: Ray {'joined at ' + opts.ray_address if opts.ray_address else 'local cluster'}"
