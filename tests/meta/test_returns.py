@@ -86,6 +86,11 @@ def test_validation_stream_takes_the_primary_column_out_of_sample() -> None:
     assert not s.in_sample and s.source == "validation" and (s.returns == v["hrp"]).all()
     with pytest.raises(DataError, match="no column for the primary method 'min_var'"):
         validation_stream(v, "min_var", "XNYS", "runs/m/sleeves/eq")
+    late = v.assign(hrp=v["hrp"].where(v.index >= idx[3]))  # its first window started later
+    assert validation_stream(late, "hrp", "XNYS", "x").returns.index[0] == idx[3]
+    holed = late.assign(hrp=late["hrp"].where(late.index != idx[5]))
+    with pytest.raises(DataError, match="not finite on"):
+        validation_stream(holed, "hrp", "XNYS", "x")
 
 
 def test_a_nested_meta_contributes_its_weighted_portfolio() -> None:

@@ -68,7 +68,15 @@ def validation_stream(returns: pd.DataFrame, method: str, calendar: str, where: 
             f"{where}: validation/returns.parquet has no column for the primary method"
             f" '{method}' (columns: {', '.join(map(str, returns.columns))}); re-run port-test"
         )
-    return Stream(_clean(returns[method], where), calendar, "validation", False)
+    col = returns[method]
+    # A method's out-of-sample period starts at its first window with targets: the rows
+    # before it (and after its last) are no returns, not zero returns. A gap inside stays an
+    # error (_clean).
+    have = col.notna().to_numpy()
+    if not have.any():
+        raise DataError(f"{where}: validation/returns.parquet has no '{method}' returns")
+    first, last = int(have.argmax()), len(have) - int(have[::-1].argmax())
+    return Stream(_clean(col.iloc[first:last], where), calendar, "validation", False)
 
 
 def in_sample_stream(synthetic: pd.DataFrame, weights: pd.DataFrame, method: str,
