@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests.conftest import AS_OF, portflow
 
 from portflow import clock
 from portflow.context import Context
 from portflow.meta.pipeline import MetaOptions, flow_meta_production
 from portflow.meta.tree import plan
 from portflow.runs import Run
+from tests.conftest import AS_OF, portflow
 
 LOCAL = MetaOptions(executor="local", skip_analysis=True, skip_validation=True)
 
