@@ -41,13 +41,13 @@ from portflow.alpha.aggregate import coarsest
 from portflow.errors import DataError, HealthGateError
 
 MIN_META_ROWS = 20
-SOURCES = ("validation", "in_sample", "meta")
 
 
 @dataclass(frozen=True)
 class Stream:
     """One sleeve's returns. returns: Series, index UTC bar dates (sorted, unique), simple
-    returns per bar of `calendar`; source: one of SOURCES."""
+    returns per bar of `calendar`; source: ``validation`` (out of sample), ``in_sample`` or
+    ``meta`` (a nested meta's portfolio)."""
 
     returns: pd.Series
     calendar: str

@@ -61,13 +61,6 @@ class SleeveNode:
             if c.is_meta:
                 yield from c.metas_top_down()
 
-    def workspace(self) -> tuple[str, ...]:
-        """Folder parts of this node's workspace below the root run's folder."""
-        parts: list[str] = []
-        for part in self.path.split("/") if self.path else []:
-            parts += ["sleeves", part]
-        return tuple(parts)
-
 
 def plan(profile: str, resolved: Mapping[str, Any]) -> SleeveNode:
     """The tree of meta profile `profile` from its resolved configuration."""
