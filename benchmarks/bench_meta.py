@@ -15,6 +15,7 @@ alternate `--repeat` times and the medians are compared (the machine may be shar
 sides' weights.csv must be byte-identical (the thread cap makes them so).
 
     .venv/bin/python benchmarks/bench_meta.py [--repeat 1] [--skip-validation]
+        [--profile crypto_meta] [--config-dir DIR]
 
 :func:`measure` returns the numbers as a dict for a benchmark table.
 """
@@ -37,10 +38,10 @@ PROFILE = "crypto_meta"
 TARGET = 0.75
 
 
-def _portflow(data: Path, *args: str) -> float:
+def _portflow(data: Path, config_dir: str | None, *args: str) -> float:
     """Run the CLI; return its wall seconds (raises SystemExit on failure)."""
     cmd = [sys.executable, "-m", "portflow.cli", "--data-dir", str(data), "--as-of", AS_OF,
-           *args]
+           *(["--config-dir", config_dir] if config_dir else []), *args]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -50,15 +51,16 @@ def _portflow(data: Path, *args: str) -> float:
     return wall
 
 
-def measure(repeat: int = 1, skip_validation: bool = False,
-            work: Path | None = None) -> dict[str, Any]:
+def measure(repeat: int = 1, skip_validation: bool = False, work: Path | None = None,
+            profile: str = PROFILE, config_dir: str | None = None) -> dict[str, Any]:
     """The benchmark's measurements: serial and Ray wall seconds (medians), their ratio, Ray
-    start-up seconds, each side's per-sleeve seconds, and whether the target holds."""
+    start-up seconds, each side's per-sleeve seconds, and whether the target holds.
+    profile: a two-sleeve meta profile (of `config_dir`, default the packaged configs)."""
     own = work is None
     work = Path(tempfile.mkdtemp(prefix="bench-meta-")) if work is None else work
     base = work / "phase1"
     try:
-        _portflow(base, "flow-data", "--profile", PROFILE, "--run-id", "data")
+        _portflow(base, config_dir, "flow-data", "--profile", profile, "--run-id", "data")
         flags = ["--skip-analysis"] + (["--skip-validation"] if skip_validation else [])
         walls: dict[str, list[float]] = {"local": [], "ray": []}
         startup: list[float] = []
@@ -68,8 +70,9 @@ def measure(repeat: int = 1, skip_validation: bool = False,
             for side in ("local", "ray"):
                 data = work / f"{side}{i}"
                 shutil.copytree(base, data)
-                walls[side].append(_portflow(data, "flow-meta-production", "--profile", PROFILE,
-                                             "--run-id", "m", "--executor", side, *flags))
+                walls[side].append(_portflow(data, config_dir, "flow-meta-production",
+                                             "--profile", profile, "--run-id", "m",
+                                             "--executor", side, *flags))
                 rec = json.loads((data / "runs" / "m" / "run.json").read_text())
                 counts = rec["steps"]["sleeves"]["counts"]
                 sleeves[side] = counts["leaves_seconds"]
@@ -79,7 +82,7 @@ def measure(repeat: int = 1, skip_validation: bool = False,
                 shutil.rmtree(data)
         serial, ray = statistics.median(walls["local"]), statistics.median(walls["ray"])
         return {
-            "profile": PROFILE, "repeat": repeat, "skip_validation": skip_validation,
+            "profile": profile, "repeat": repeat, "skip_validation": skip_validation,
             "serial_seconds": round(serial, 2), "ray_seconds": round(ray, 2),
             "ratio": round(ray / serial, 3), "target": TARGET, "ok": ray / serial <= TARGET,
             "ray_startup_seconds": round(statistics.median(startup), 2),
@@ -94,8 +97,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--skip-validation", action="store_true")
+    ap.add_argument("--profile", default=PROFILE)
+    ap.add_argument("--config-dir", default=None)
     args = ap.parse_args()
-    m = measure(args.repeat, args.skip_validation)
+    m = measure(args.repeat, args.skip_validation, profile=args.profile,
+                config_dir=args.config_dir)
     for side in ("local", "ray"):
         secs = ", ".join(f"{k} {v:.1f}s" for k, v in m["sleeve_seconds"][side].items())
         print(f"{side:5s} sleeves: {secs}")
