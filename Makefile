@@ -5,6 +5,7 @@
 #   make port-optimize RUN_ID=...
 #   make bench [QUICK=1]           every benchmark, one table (benchmarks/README.md)
 #   make scale                     10,000 symbols x 2,500 bars through flow-data
+#   make flow-meta-production META=fractal_meta [EXECUTOR=local] [FLAGS=--skip-validation]
 PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
@@ -100,7 +101,8 @@ port-test: install
 port-post-analysis: install
 	$(PORTFLOW) $(GLOBAL) port-post-analysis --run-id $(RUN_ID)
 flow-meta-production: install
-	$(PORTFLOW) $(GLOBAL) flow-meta-production --profile $(META) $(RUN_OPT)
+	$(PORTFLOW) $(GLOBAL) flow-meta-production --profile $(META) $(RUN_OPT) $(DR_OPT) \
+	  $(if $(EXECUTOR),--executor $(EXECUTOR)) $(FLAGS)
 runs: install
 	$(PORTFLOW) $(GLOBAL) runs list
 profiles: install

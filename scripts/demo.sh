@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# make demo: every phase that exists, on the embedded synthetic market, into $DATA_DIR.
+# make demo: all three phases on the embedded synthetic market, into $DATA_DIR.
+#   Phase 1  flow-data --profile fractal_meta       (every sleeve under the nested meta)
+#   Phase 3  flow-meta-production --profile fractal_meta
+#            (Ray tasks on a local cluster: each sleeve runs its full Phase 2 in its own
+#             workspace under the meta run, then meta-returns, risk parity, flattening, report)
 # A phase whose capability is not built yet exits 2 with "not available yet"; the demo says
-# so and goes on. Any other failure stops the demo.
+# so and goes on. Any other failure stops the demo. EXECUTOR=local runs the sleeves in-process.
 set -uo pipefail
 PORTFLOW=${PORTFLOW:-portflow}
 DATA_DIR=${DATA_DIR:-data}
@@ -11,27 +15,28 @@ args=(--data-dir "$DATA_DIR")
 step() {
   echo
   echo "==> portflow ${args[*]} $*"
-  err=$(mktemp)
-  "$PORTFLOW" "${args[@]}" "$@" 2> >(tee "$err" >&2); rc=$?
+  out=$(mktemp); err=$(mktemp)
+  "$PORTFLOW" "${args[@]}" "$@" > >(tee "$out") 2> >(tee "$err" >&2); rc=$?
   sleep 0.1
   if [ $rc -eq 2 ] && tail -n 1 "$err" | grep -q "not available yet"; then
-    echo "    (not available yet: skipped)"; rm -f "$err"; return 0
+    echo "    (not available yet: skipped)"; rm -f "$out" "$err"; return 0
   fi
-  rm -f "$err"
+  last=$(grep -E '^run .*: succeeded -> ' "$out" | tail -n 1)
+  rm -f "$out" "$err"
   [ $rc -eq 0 ] || { echo "demo: '$*' failed with exit $rc"; exit $rc; }
 }
 
 step flow-data --profile fractal_meta
-for p in crypto_long crypto_short equities_long; do
-  step flow-production --profile "$p"
-done
-step flow-meta-production --profile fractal_meta --executor local
+step flow-meta-production --profile fractal_meta ${EXECUTOR:+--executor "$EXECUTOR"}
+meta_json=${last##* -> }
 
 echo
 echo "demo done. Data dir: $DATA_DIR"
 "$PORTFLOW" "${args[@]}" runs list
-report=$(ls -t "$DATA_DIR"/runs/*/report.html 2>/dev/null | head -n 1)
-if [ -n "$report" ]; then echo "report: $report"; else echo "report: none yet (reporting is not available yet)"; fi
-weights=$(ls -t "$DATA_DIR"/runs/*/weights.csv 2>/dev/null | head -n 1)
-[ -n "$weights" ] && echo "latest weights: $weights"
+if [ -n "$meta_json" ] && [ -f "$DATA_DIR/${meta_json%run.json}report.html" ]; then
+  echo "meta weights: $DATA_DIR/${meta_json%run.json}weights.csv"
+  echo "report: $DATA_DIR/${meta_json%run.json}report.html"
+else
+  echo "report: none (the meta run did not finish)"
+fi
 exit 0

@@ -16,6 +16,7 @@ FORBIDDEN = {
     "providers": {"data", "alpha", "meta", "cli", "context"},
     "data": {"alpha", "meta", "cli"},
     "alpha": {"meta", "cli"},
+    "meta": {"cli"},
 }
 
 

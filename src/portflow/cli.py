@@ -245,12 +245,20 @@ def port_post_analysis(run_id: Annotated[str, typer.Option("--run-id", help="Exi
 
 @app.command("flow-meta-production")
 def flow_meta_production(
-    profile: ProfileOpt, run_id: RunIdOpt = None,
-    executor: Annotated[str, typer.Option("--executor", help="ray (default) or local.")] = "ray",
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join an existing Ray cluster.")] = None,
+    profile: ProfileOpt, run_id: RunIdOpt = None, data_run: DataRunOpt = None,
+    executor: Annotated[str, typer.Option("--executor", help="ray (default: Ray tasks on a local cluster) or local (in this process).")] = "ray",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join an existing Ray cluster (it must see the same data dir and environment).")] = None,
+    skip_analysis: Annotated[bool, typer.Option("--skip-analysis", help="Skip the sleeves' post-analysis plots.")] = False,
+    skip_validation: Annotated[bool, typer.Option("--skip-validation", help="Skip the sleeves' walk-forward backtests (meta-returns are then in-sample).")] = False,
 ) -> None:
-    """Phase 3: run the meta profile's sleeves in parallel, meta-optimise, flatten."""
-    raise NotAvailableError("flow-meta-production is not available yet")
+    """Phase 3: run the meta profile's sleeves in parallel, meta-optimise, flatten, report."""
+    _ctx().config.meta(profile)  # a wrong profile fails before the heavy imports below
+    from portflow.meta.pipeline import MetaOptions
+    from portflow.meta.pipeline import flow_meta_production as run_meta
+
+    _done(run_meta(_ctx(), profile, _run_id(run_id), data_run,
+                   MetaOptions(executor=executor, ray_address=ray_address,
+                               skip_analysis=skip_analysis, skip_validation=skip_validation)))
 
 
 # -- inspection ---------------------------------------------------------------------------
@@ -299,6 +307,10 @@ def _key_outputs(rec: dict[str, Any]) -> str:
             first = next(iter(counts.items()), None)
             return f"{name}: {first[0]} {first[1]}" if first else name
         return ""
+    if rec.get("kind") == "meta":
+        flat = steps.get("flatten", {}).get("counts", {})
+        return (f"{len(rec.get('sleeves') or {})} sleeves -> {flat.get('assets', '?')} assets"
+                + (" (in-sample)" if rec.get("in_sample") else ""))
     sel = steps.get("port-select", {}).get("counts", {})
     return f"{sel.get('winners', '')} winners" if sel else ""
 
@@ -326,8 +338,8 @@ def runs_show(
 
 @runs_app.command("weights")
 def runs_weights(
-    run_id: Annotated[str, typer.Argument(help="Production run id.")],
-    method: Annotated[str | None, typer.Option("--method", "-m", help="Method (default: the primary one).")] = None,
+    run_id: Annotated[str, typer.Argument(help="Production or meta run id.")],
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Method (default: the primary one; a meta run has one flattened table).")] = None,
     top: Annotated[int | None, typer.Option("--top", "-n", min=1, help="Largest N holdings only.")] = None,
 ) -> None:
     """A run's weights as a table: symbol, direction, cluster, weight (fallbacks marked)."""

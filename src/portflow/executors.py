@@ -90,6 +90,10 @@ class RayExecutor:
                          include_dashboard=False)
         return ray
 
+    def start(self) -> None:
+        """Start (or join) the cluster now rather than on the first map, e.g. to time it."""
+        self._init()
+
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[Outcome[T, R]]:
         ray = self._init()
         # fn may be any picklable callable (a closure, a callable object): it is stored

@@ -46,6 +46,8 @@ def weights_table(run: Run, method: str | None = None, top: int | None = None) -
     left out and gives the gross and net exposure."""
     rec = run.record
     w = run.load("weights")
+    if rec.get("kind") == "meta":
+        return meta_weights_table(run, w, top)
     method = method or primary_method(rec)
     if method not in set(w["method"]):
         from portflow.errors import UsageError, suggest
@@ -72,6 +74,20 @@ def weights_table(run: Run, method: str | None = None, top: int | None = None) -
         bar = "█" * max(1, round(BAR_WIDTH * abs(weight) / biggest)) if biggest > 0 else ""
         table.add_row(str(r.symbol), Text(str(r.direction), style=style), str(r.cluster),
                       Text(f"{weight:+.2%}", style=style), Text(bar, style=style))
+    return table
+
+
+def meta_weights_table(run: Run, w: Any, top: int | None = None) -> Table:
+    """A meta run's flattened weights: symbol, direction, net weight, gross, sleeves."""
+    w = w.head(top) if top is not None else w
+    table = Table(title=f"{run.run_id}: flattened weights"
+                  + (" (in-sample sleeve streams)" if run.record.get("in_sample") else ""),
+                  title_justify="left")
+    for col in ("symbol", "direction", "weight", "gross", "sleeves"):
+        table.add_column(col, justify="right" if col in ("weight", "gross") else "left")
+    for r in w.itertuples(index=False):
+        table.add_row(str(r.symbol), str(r.direction), f"{float(r.weight):+.4f}",
+                      f"{float(r.gross):.4f}", str(r.sleeves))
     return table
 
 
