@@ -296,6 +296,7 @@ def step_pre_opt(ctx: Context, run: Run) -> dict[str, Any]:
         max_weight=sleeve.optimization.max_weight,
         cluster_threshold=sleeve.selection.cluster_threshold,
         max_clusters=sleeve.selection.max_clusters, base_cap=sleeve.optimization.cluster_cap,
+        cap_headroom=sleeve.optimization.cap_headroom,
     )
     atomic.write_json([a.__dict__ for a in atoms], run.file("atoms.json"))
     atomic.write_parquet(syn.rename_axis("timestamp"), run.file("synthetic_returns.parquet"),
