@@ -110,7 +110,10 @@ def test_kl_projection_only_scales(case):
     inside = (w < cset.hi - 1e-12) & (w > cset.lo + 1e-12)
     sums = np.bincount(cset.codes, weights=w)
     open_cluster = (sums < cap - 1e-12)[cset.codes] | (cap >= 1.0)
-    for group in [*(inside & (cset.codes == g) for g in range(cset.n_groups)), inside & open_cluster]:
+    for group in [
+        *(inside & (cset.codes == g) for g in range(cset.n_groups)),
+        inside & open_cluster,
+    ]:
         if group.sum() > 1:
             r = ratio[group]
             assert r.max() - r.min() <= 1e-12 * r.mean()
@@ -145,3 +148,28 @@ def test_kl_projection_rejects_non_positive_weights():
         cset.project_kl(np.array([0.5, 0.5, 0.0]))
     w = cset.project_kl(np.array([0.7, 0.2, 0.1]))  # 0.7 capped at 0.5; 0.2 : 0.1 kept
     assert np.allclose(w, [0.5, 1 / 3, 1 / 6], atol=1e-15)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sets_and_points())
+def test_greedy_linear_maximum_matches_the_lp(case):
+    from scipy.optimize import linprog
+
+    n, clusters, cap, amax, amin, v = case
+    cset = _build(n, clusters, cap, amax, amin)
+    if cset is None:
+        return
+    w = cset.argmax_linear(v)
+    assert cset.violation(w) <= 1e-12
+    a, b = cset.inequality_matrix()
+    lp = linprog(
+        -v,
+        A_ub=a.toarray(),
+        b_ub=b,
+        A_eq=np.ones((1, n)),
+        b_eq=[1.0],
+        bounds=list(zip(cset.lo, cset.hi, strict=True)),
+        method="highs",
+    )
+    assert lp.status == 0
+    assert v @ w >= -lp.fun - 1e-9 * max(1.0, abs(lp.fun))

@@ -323,6 +323,7 @@ def step_pre_opt(ctx: Context, run: Run) -> dict[str, Any]:
 def step_optimize(ctx: Context, run: Run) -> dict[str, Any]:
     sleeve = ctx.config.sleeve(run.record["profile"])
     opt = sleeve.optimization
+    periods = int(ctx.sleeve_settings(sleeve)["periods_per_year"])
     syn = _read_frame(_require(run, "synthetic_returns.parquet", "port-pre-opt"))
     clusters = json.loads(_require(run, "clusters.json", "port-pre-opt").read_text())
     regime = json.loads(_require(run, "regime.json", "port-pre-opt").read_text())
@@ -332,7 +333,7 @@ def step_optimize(ctx: Context, run: Run) -> dict[str, Any]:
     for method in opt.methods:
         res = optimize(method, syn, labels, cluster_cap=float(regime["effective_cluster_cap"]),
                        atom_max=float(regime["effective_atom_max"]), covariance=opt.covariance,
-                       linkage=opt.linkage, risk_free=opt.risk_free)
+                       linkage=opt.linkage, risk_free=opt.risk_free, periods_per_year=periods)
         record[method] = atomic.jsonable({"link": res.link, "attempts": res.attempts,
                                           "info": res.info})
         for atom, w in res.weights.items():
