@@ -191,6 +191,10 @@ def test_caps_with_headroom_are_raised_and_say_why():
     # with the pairs and singletons unsaturated F(a) = 0.25·2 + 9a, so a = 1/9 exactly.
     caps = effective_caps(0.25, [5, 3, 2, 1, 1, 1, 1, 1, 1, 1], max_weight=0.055)
     assert caps.atom_max == pytest.approx(1 / 9, rel=1e-15) and caps.capacity >= 1.5
+    # All 15 clusters must reach the 0.1 cap: a = 0.1 itself, not 0.0999…9 from rounding.
+    caps = effective_caps(0.10, [3, 3, 1, 3, 1, 1, 3, 1, 1, 1, 1, 2, 2, 1, 1], max_weight=0.055)
+    assert caps.atom_max == 0.1 and caps.capacity >= 1.5
+    assert json.loads(json.dumps(caps.to_dict()))["atom_max_raised"] is True
     with pytest.raises(ValueError, match="cap_headroom"):
         effective_caps(0.25, [2, 2], max_weight=0.2, cap_headroom=0.9)
     with pytest.raises(ValueError, match="cluster_sizes"):

@@ -366,7 +366,8 @@ def _smallest_atom_max(cap: float, sizes: np.ndarray, target: float, start: floa
         if slope > 0:
             a = (target - cap * int(saturated.sum())) / slope
             if a <= high:
-                a = max(a, start, low)
+                # a breakpoint missed by rounding (e.g. 0.0999…9 for 0.1) is the breakpoint
+                a = float(high if math.isclose(a, high, rel_tol=1e-12) else max(a, start, low))
                 break
     while _atom_capacity(cap, sizes, a) < target and a < 1.0:  # rounding: up by ulps
         a = float(np.nextafter(a, math.inf))
@@ -426,9 +427,9 @@ def effective_caps(
         n_atoms=int(sizes.sum()),
         cluster_sizes=tuple(int(k) for k in sizes),
         capacity=_atom_capacity(cap, sizes, atom_max),
-        cluster_cap_raised=cap > regime_cap,
+        cluster_cap_raised=bool(cap > regime_cap),
         cluster_cap_reason=cap_reason,
-        atom_max_raised=atom_max > max_weight,
+        atom_max_raised=bool(atom_max > max_weight),
         atom_max_reason=atom_reason,
     )
 

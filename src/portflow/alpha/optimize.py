@@ -138,8 +138,10 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
     """Ledoit–Wolf shrunk covariance (n, n) and shrinkage of returns x (T, n).
 
     The formula of ``sklearn.covariance.LedoitWolf().fit(x)`` (centred data, biased empirical
-    covariance S = XᵀX/T, target mean(diag S)·I), without its input validation, which costs
-    more than the arithmetic at portfolio sizes; equal to sklearn to rounding (tested).
+    covariance S = XᵀX/T, target mean(diag S)·I) with one matrix product where sklearn takes
+    three (XᵀX twice, (X∘X)ᵀ(X∘X) once: only the sum of its entries is needed, Σ_t (Σ_i x²_ti)²)
+    and without its input validation, which costs more than the arithmetic at portfolio
+    sizes; equal to sklearn to rounding (tested).
     """
     t, n = x.shape
     xc = x - x.mean(axis=0)
@@ -150,7 +152,7 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
     trace = x2.sum(axis=0) / t
     mu = float(trace.sum()) / n
     delta_ = float(np.sum(emp * emp))  # Σ (XᵀX)²_ij / T²
-    beta_ = float(np.sum(x2.T @ x2))
+    beta_ = float(np.sum(x2.sum(axis=1) ** 2))  # Σ_ij (X2ᵀX2)_ij without the product
     beta = (beta_ / t - delta_) / (n * t)
     delta = (delta_ - 2.0 * mu * float(trace.sum()) + n * mu * mu) / n
     beta = min(beta, delta)
@@ -179,6 +181,10 @@ def _settings(tight: bool = False) -> clarabel.DefaultSettings:
     s = clarabel.DefaultSettings()
     s.verbose = False
     s.max_iter = 200
+    # faer's supernodal LDLᵀ factors the dense covariance block ~2.4x faster than QDLDL at
+    # 500 atoms and as fast at 25; one thread keeps every run bit-identical.
+    s.direct_solve_method = "faer"
+    s.max_threads = 1
     s.reduced_tol_gap_abs = s.reduced_tol_gap_rel = 1e-7
     s.reduced_tol_feas = 1e-7
     if tight:  # risk budgeting: RC equality needs y to ~1e-10, not the objective to 1e-8
@@ -383,7 +389,7 @@ def risk_budgeting_ipm(
     Finds y and λ > 0 with y = argmin_{y in B} ½yᵀΣy − λ bᵀlog y and Σy = β (β = 1 unless the
     caps leave no room, ``_rb_budget``), where B = {lo <= y <= hi, Σ_g y <= C} written
     G y <= h. Atoms touching no bound then have y_i(Σy)_i = λ b_i: equal risk contributions.
-    Algorithm (cov_n scaled, b = budgets; y_erc the uncapped ERC point, Σ y_erc(Σ y_erc) = 1):
+    Algorithm (cov_n scaled, b = budgets; y_erc the uncapped ERC point of ``erc_newton``):
 
     1. The log term is written primal-dual, u = λ b / y as y∘u = λb, beside the slacks
        s = h − Gy with s∘z = μ: the conditions are Σy − u + Gᵀz = 0, y∘u = λb, s∘z = μ,
