@@ -12,6 +12,10 @@ The baseline is ``src/portflow/alpha/optimize.py`` and ``projection.py`` of REV 
 share the interpreter, the machine load and the inputs; calls alternate between the two and
 each time is the best of 3. Prints, per method and scenario, the median ms per call of both,
 the ratio current/baseline and the share of calls each kept on its primary link.
+
+Measured on the busy 2-core machine, 30 universes, baseline 4565d07 (before issue 7's
+numerics): current/baseline 0.13-0.38 for every method; tight caps: risk parity 93.5 ->
+8.8 ms per call and 25/30 -> 30/30 on its primary link.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 from tests.alpha.universes import crypto_universe  # noqa: E402  (the property test's universes)
 
 REPEATS = 3
+# max_sharpe's min_var/primary: the ratio is undefined (SPEC §6.5), not a failed link
+PRIMARY = ("primary", "min_var/primary")
 PERIODS = 365
 
 
@@ -95,8 +101,8 @@ def main() -> None:
                     tc, rc = timed(functools.partial(call, periods_per_year=PERIODS))
                     t_base.append(tb)
                     t_cur.append(tc)
-                    ok_base += getattr(rb, "link", "") in ("primary", method)
-                    ok_cur += getattr(rc, "link", "") in ("primary", method)
+                    ok_base += getattr(rb, "link", "") in (*PRIMARY, method)
+                    ok_cur += getattr(rc, "link", "") in (*PRIMARY, method)
                 mb, mc = np.median(t_base) * 1e3, np.median(t_cur) * 1e3
                 rows.append((scenario, method, mb, mc, ok_base, ok_cur))
         n = len(cases)

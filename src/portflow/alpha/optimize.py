@@ -105,8 +105,10 @@ CLEANUP_MAX = 1e-6
 ERC_RC_TOL = 1e-6
 ERC_DECREMENT_TOL = 1e-20
 RB_TOL = 1e-10
-RB_ACCEPT = 1e-8
+RB_GAP_TOL = 1e-14
+RB_ACCEPT = 100.0
 RB_MAX_ITER = 80
+SIGMA_MIN = 0.1
 CAPACITY_SLACK = 1e-7
 _CLARABEL_OK = (clarabel.SolverStatus.Solved, clarabel.SolverStatus.AlmostSolved)
 _SOLVE_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError, RuntimeError)
@@ -181,13 +183,15 @@ def _settings(tight: bool = False) -> clarabel.DefaultSettings:
     s = clarabel.DefaultSettings()
     s.verbose = False
     s.max_iter = 200
-    # faer's supernodal LDLᵀ factors the dense covariance block ~2.4x faster than QDLDL at
-    # 500 atoms and as fast at 25; one thread keeps every run bit-identical.
-    s.direct_solve_method = "faer"
-    s.max_threads = 1
     s.reduced_tol_gap_abs = s.reduced_tol_gap_rel = 1e-7
     s.reduced_tol_feas = 1e-7
-    if tight:  # risk budgeting: RC equality needs y to ~1e-10, not the objective to 1e-8
+    if not tight:
+        # The QPs: faer's supernodal LDLᵀ factors the dense covariance block ~2.4x faster
+        # than QDLDL at 500 atoms and as fast at 25; one thread keeps runs bit-identical.
+        s.direct_solve_method = "faer"
+        s.max_threads = 1
+    else:  # risk budgeting: RC equality needs y to ~1e-10, not the objective to 1e-8
+        # (exponential cones at these tolerances stall with faer: QDLDL, the default, stays)
         s.tol_gap_abs = s.tol_gap_rel = s.tol_feas = 1e-12
         s.tol_ktratio = 1e-10
         s.reduced_tol_gap_abs = s.reduced_tol_gap_rel = s.reduced_tol_feas = 1e-9
@@ -400,11 +404,18 @@ def risk_budgeting_ipm(
     3. Start strictly inside B: 0.9 × (y_erc's weights scaled into W, ``project_kl``) +
        0.1 × the centre of B; λ0 = 1/(Σ y_erc)² (the λ at which the uncapped path has Σy = 1),
        u0 = λ0 b / y0, z0 = λ0 mean(b) / s0.
-    4. Mehrotra predictor-corrector (σ = (μ_aff/μ)³), fraction to the boundary 0.99 on
-       y, u, s, z and λ.
+    4. Each step: the affine (μ → 0) direction gives σ = (μ_aff/μ)³ as in Mehrotra's method,
+       floored at SIGMA_MIN = 0.1; then the Newton step towards s∘z = σμ, with fraction to
+       the boundary 0.99 on y, u, s, z and λ. Neither Mehrotra's second-order correction nor
+       a smaller σ: both let the cap complementarity fall faster than the stationarity
+       residual, and on ~5 % of wide random universes y then jams against 0 (stress-tested:
+       with the floor, 985 of 985 capped universes converge, in 15 iterations typically).
     5. Stop when the residuals, relative to their scale (‖u‖∞ for the stationarity row,
-       λ max b for the complementarities), are all <= RB_TOL; if the iterations stall
-       (very tight caps), the best iterate is accepted at RB_ACCEPT, otherwise ValueError.
+       λ max b for y∘u), are <= RB_TOL and the cap complementarity μ <= RB_GAP_TOL·λ max b:
+       an atom a hair (s) inside its bound carries a multiplier z = μ/s that shifts its risk
+       contribution by ~y·μ/(s λ b), under 1e-7/n for s >= 1e-7 at this μ. If the iterations
+       stall (very tight caps), the best iterate is accepted within RB_ACCEPT times these
+       tolerances, otherwise ValueError.
     """
     n = cov_n.shape[0]
     cap_row, members, k = _cap_rows(cset)
@@ -440,15 +451,29 @@ def risk_budgeting_ipm(
             break
         if res.merit < best[0]:
             best = (res.merit, pt, it)
-        if res.merit <= RB_TOL:
+        if res.merit <= 1.0:
             break
         pt = kkt.step(pt, res)
     merit, pt, it = best
     if not merit <= RB_ACCEPT:
-        raise ValueError(
-            f"risk budgeting interior point stalled at residual {merit:.2g} > {RB_ACCEPT:g}"
+        hint = (
+            "; with atom minimums Σy(λ) can exceed 1 for every λ > 0 (no risk budgeting "
+            "within these bounds)"
+            if lower.any()
+            else ""
         )
-    return pt.y, {"lambda": pt.lam, "iterations": it, "residual": merit, "budget_target": beta}
+        raise ValueError(
+            f"risk budgeting interior point stalled at {merit:.2g} x its tolerances "
+            f"(residuals {RB_TOL:g}, gap {RB_GAP_TOL:g}){hint}"
+        )
+    res = kkt.residuals(pt)
+    return pt.y, {
+        "lambda": pt.lam,
+        "iterations": it,
+        "residual": res.residual,
+        "gap": res.gap,
+        "budget_target": beta,
+    }
 
 
 @dataclass(frozen=True)
@@ -468,7 +493,9 @@ class _RBResiduals:
     r_b: float  # 1ᵀy − β
     s: np.ndarray  # h − Gy
     mu: float  # sᵀz / m
-    merit: float  # the largest residual relative to its scale
+    residual: float  # the largest of r_d, r_y, r_b relative to their scales
+    gap: float  # μ / (λ max b)
+    merit: float  # max(residual / RB_TOL, gap / RB_GAP_TOL): converged at <= 1
 
 
 @dataclass(frozen=True)
@@ -488,16 +515,20 @@ class _RBSystem:
         s = self.h - self.g @ pt.y
         mu = float(s @ pt.z) / s.size
         scale = pt.lam * float(self.b.max())
-        merit = max(
+        residual = max(
             float(np.abs(r_d).max()) / float(np.abs(pt.u).max()),
             abs(r_b),
             float(np.abs(r_y).max()) / scale,
-            mu / scale,
         )
-        return _RBResiduals(r_d, r_y, r_b, s, mu, merit)
+        gap = mu / scale
+        merit = max(residual / RB_TOL, gap / RB_GAP_TOL)
+        if not (np.all(s > 0) and np.all(pt.y > 0)):
+            # rounding put a slack on its boundary: no further step is defined
+            merit = math.inf
+        return _RBResiduals(r_d, r_y, r_b, s, mu, residual, gap, merit)
 
     def step(self, pt: _RBPoint, res: _RBResiduals) -> _RBPoint:
-        """Mehrotra predictor-corrector step, fraction to the boundary 0.99."""
+        """One centred Newton step (``risk_budgeting_ipm`` step 4)."""
         y, u, z, s, g = pt.y, pt.u, pt.z, res.s, self.g
         cf = _cholesky(self.cov + np.diag(u / y) + (g.T * (z / s)) @ g)
         col = self.b / y
@@ -516,10 +547,10 @@ class _RBSystem:
         aff = direction(s * z, res.r_y)
         a = _to_boundary(now, np.concatenate(aff), 1.0)
         dy, du, dlam, ds, dz = aff
-        sigma = min(1.0, (float((s + a * ds) @ (z + a * dz)) / s.size / res.mu) ** 3)
-        cor = direction(s * z + ds * dz - sigma * res.mu, res.r_y + dy * du)
-        a = _to_boundary(now, np.concatenate(cor), 0.99)
-        dy, du, dlam, _, dz = cor
+        sigma = (float((s + a * ds) @ (z + a * dz)) / s.size / res.mu) ** 3
+        step = direction(s * z - min(1.0, max(SIGMA_MIN, sigma)) * res.mu, res.r_y)
+        a = _to_boundary(now, np.concatenate(step), 0.99)
+        dy, du, dlam, _, dz = step
         return _RBPoint(y=y + a * dy, u=u + a * du, z=z + a * dz, lam=pt.lam + a * float(dlam[0]))
 
 
