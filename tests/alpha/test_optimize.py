@@ -502,3 +502,27 @@ def test_annual_risk_free_keeps_max_sharpe_on_its_primary_link():
     assert mu @ ms.weights.to_numpy() >= mu @ lower.weights.to_numpy() - 1e-12
     with pytest.raises(TypeError, match="periods_per_year"):
         optimize("max_sharpe", r, clusters, cluster_cap=0.25, atom_max=0.1)  # type: ignore[call-arg]
+
+
+@pytest.mark.slow
+def test_risk_parity_primary_link_on_wide_random_universes():
+    """The stress set behind risk_budgeting_ipm's docstring: 800 harsher universes (3-60
+    atoms, 20-400 bars, loadings of either sign, headroom 1-3): risk parity stays on its
+    primary link in every one, cap-bound or not."""
+    from tests.alpha.universes import wide_universe
+
+    off = []
+    for seed in range(800):
+        r, labels, regime, max_weight, headroom = wide_universe(seed)
+        caps = effective_caps(regime, np.bincount(labels), max_weight, headroom)
+        res = optimize(
+            "risk_parity",
+            r,
+            labels,
+            periods_per_year=P,
+            cluster_cap=caps.cluster_cap,
+            atom_max=caps.atom_max,
+        )
+        if res.link != "primary":
+            off.append((seed, res.attempts))
+    assert not off, off[:3]
