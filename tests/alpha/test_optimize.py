@@ -47,6 +47,15 @@ def assert_contract(res, returns, clusters, cluster_cap, atom_max, atom_min=0.0)
     json.dumps(res.attempts)
 
 
+def optimize_capped(method, r, labels, regime_cap, max_weight, headroom=1.5):
+    """optimize() under the effective caps (SPEC §6.4) of these clusters: (result, caps)."""
+    caps = effective_caps(regime_cap, np.bincount(labels), max_weight, headroom)
+    res = optimize(
+        method, r, labels, periods_per_year=P, cluster_cap=caps.cluster_cap, atom_max=caps.atom_max
+    )
+    return res, caps
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize(("cluster_cap", "atom_max"), [(0.25, 0.1), (1.0, 1.0), (1 / 6, 0.06)])
 def test_allocator_contract(method, cluster_cap, atom_max):
@@ -430,17 +439,9 @@ def test_tight_caps_give_valid_weights_on_every_method():
 
     for seed in range(5):
         r, labels = crypto_universe(seed, atoms=(15, 18))
-        caps = effective_caps(0.10, np.bincount(labels), 0.055)
-        assert caps.capacity >= 1.0
         for method in METHODS:
-            res = optimize(
-                method,
-                r,
-                labels,
-                periods_per_year=P,
-                cluster_cap=caps.cluster_cap,
-                atom_max=caps.atom_max,
-            )
+            res, caps = optimize_capped(method, r, labels, 0.10, 0.055)
+            assert caps.capacity >= 1.0
             assert_contract(res, r, labels, caps.cluster_cap, caps.atom_max)
             assert res.link in ("primary", method)
 
@@ -453,15 +454,7 @@ def test_capped_hrp_only_scales_the_uncapped_weights():
     bound = 0
     for seed in range(10):
         r, labels = crypto_universe(seed)
-        caps = effective_caps(0.15, np.bincount(labels), 0.055)
-        res = optimize(
-            "hrp",
-            r,
-            labels,
-            periods_per_year=P,
-            cluster_cap=caps.cluster_cap,
-            atom_max=caps.atom_max,
-        )
+        res, caps = optimize_capped("hrp", r, labels, 0.15, 0.055)
         w = res.weights.to_numpy()
         u = np.asarray(res.info["uncapped_weights"])
         assert np.all(w > 0)
@@ -514,15 +507,7 @@ def test_risk_parity_primary_link_on_wide_random_universes():
     off = []
     for seed in range(800):
         r, labels, regime, max_weight, headroom = wide_universe(seed)
-        caps = effective_caps(regime, np.bincount(labels), max_weight, headroom)
-        res = optimize(
-            "risk_parity",
-            r,
-            labels,
-            periods_per_year=P,
-            cluster_cap=caps.cluster_cap,
-            atom_max=caps.atom_max,
-        )
+        res, _ = optimize_capped("risk_parity", r, labels, regime, max_weight, headroom)
         if res.link != "primary":
             off.append((seed, res.attempts))
     assert not off, off[:3]
