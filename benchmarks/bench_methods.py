@@ -13,9 +13,9 @@ share the interpreter, the machine load and the inputs; calls alternate between 
 each time is the best of 3. Prints, per method and scenario, the median ms per call of both,
 the ratio current/baseline and the share of calls each kept on its primary link.
 
-Measured on the busy 2-core machine, 30 universes, baseline 4565d07 (before issue 7's
-numerics): current/baseline 0.13-0.38 for every method; tight caps: risk parity 93.5 ->
-8.8 ms per call and 25/30 -> 30/30 on its primary link.
+Measured on the shared 2-core machine (load ~2), 30 universes, baseline 4565d07 (before
+issue 7's numerics): current/baseline 0.18-0.54 for every method (1.4-1.9 ms per call);
+tight caps: risk parity 45.1 -> 4.2 ms per call and 25/30 -> 30/30 on its primary link.
 """
 
 from __future__ import annotations
