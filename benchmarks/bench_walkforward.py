@@ -33,7 +33,6 @@ from portflow import clock
 from portflow.alpha import sleeve, validate
 from portflow.alpha.optimize import optimize
 from portflow.alpha.settings import SleeveSettings
-from portflow.alpha.sleeve import per_bar_rate
 from portflow.alpha.view import Bars, MetaVersions, RatingsHistory, SleeveCandidate, SleeveView
 from portflow.context import Context
 from portflow.data.candidates import Direction
@@ -105,9 +104,9 @@ def ours(view: SleeveView, settings: SleeveSettings) -> tuple[int, dict[str, flo
         caps = pre.analysis.caps
         for m in opt.methods:
             t = time.perf_counter()
-            optimize(m, pre.synthetic, pre.labels, cluster_cap=caps.cluster_cap,
-                     atom_max=caps.atom_max, covariance=opt.covariance, linkage=opt.linkage,
-                     risk_free=per_bar_rate(opt.risk_free, settings.periods_per_year))
+            optimize(m, pre.synthetic, pre.labels, periods_per_year=settings.periods_per_year,
+                     cluster_cap=caps.cluster_cap, atom_max=caps.atom_max,
+                     covariance=opt.covariance, linkage=opt.linkage, risk_free=opt.risk_free)
             spent[m] += time.perf_counter() - t
     return len(windows), spent
 

@@ -88,6 +88,11 @@ def session_ns(calendar: str, start_ns: int, end_ns: int) -> np.ndarray:
     return allns[lo:hi]
 
 
+def periods_per_year(calendar: str) -> int:
+    """Bars a year: 365 for 24/7 markets, 252 sessions for an exchange calendar."""
+    return 365 if calendar == ALWAYS_OPEN else 252
+
+
 def last_closed_bar(calendar: str, as_of: pd.Timestamp) -> pd.Timestamp:
     """The newest bar that is complete at clock `as_of` (strictly before its date)."""
     day = pd.Timestamp(as_of).tz_convert("UTC").normalize()

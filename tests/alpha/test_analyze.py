@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
@@ -22,6 +22,7 @@ from portflow.alpha.analyze import (
     regime_cap,
     regime_label,
 )
+from portflow.alpha.projection import CappedSet
 
 IDX = pd.date_range("2024-01-01", periods=365, freq="D", tz="UTC")
 
@@ -168,11 +169,61 @@ def test_labels_and_caps():
     assert regime_cap("CRISIS", base_cap=0.3) == 0.15
     with pytest.raises(ValueError):
         regime_cap("PANIC")
-    caps = effective_caps(0.15, n_clusters=4, max_weight=0.1, n_atoms=6)
-    assert caps.cluster_cap == pytest.approx(0.25) and caps.atom_max == pytest.approx(1 / 6)
-    caps = effective_caps(0.25, n_clusters=10, max_weight=0.2, n_atoms=30)
-    assert caps.cluster_cap == 0.25 and caps.atom_max == 0.2
-    assert json.loads(json.dumps(caps.to_dict()))["n_atoms"] == 30
+
+
+def test_caps_with_headroom_are_raised_and_say_why():
+    # 4 clusters in CRISIS: 0.15 x 4 < 1.5, so the cap becomes 1.5/4; singletons and pairs
+    # under an atom max of 0.1 hold 0.6 < 1.5, so the atom max rises to the smallest value
+    # that holds 1.5: every cluster saturated at 0.375, i.e. a = 0.375 (a singleton's share).
+    caps = effective_caps(0.15, [2, 2, 1, 1], max_weight=0.1)
+    assert caps.cluster_cap == 0.375 and caps.cluster_cap_raised
+    assert "1.5/4" in caps.cluster_cap_reason
+    assert caps.atom_max == 0.375 and caps.atom_max_raised
+    assert "holds it" in caps.atom_max_reason and caps.capacity == 1.5
+    # Enough clusters and room: nothing raised, no reason.
+    caps = effective_caps(0.25, [3] * 10, max_weight=0.2)
+    assert (caps.cluster_cap, caps.atom_max) == (0.25, 0.2)
+    assert not caps.cluster_cap_raised and not caps.atom_max_raised
+    assert caps.cluster_cap_reason == caps.atom_max_reason == ""
+    out = json.loads(json.dumps(caps.to_dict()))
+    assert out["n_atoms"] == 30 and out["cluster_sizes"] == [3] * 10
+    # On an inner linear piece: clusters of 5, 3, 2 and seven singletons, cap 0.25, target 1.5:
+    # with the pairs and singletons unsaturated F(a) = 0.25·2 + 9a, so a = 1/9 exactly.
+    caps = effective_caps(0.25, [5, 3, 2, 1, 1, 1, 1, 1, 1, 1], max_weight=0.055)
+    assert caps.atom_max == pytest.approx(1 / 9, rel=1e-15) and caps.capacity >= 1.5
+    # All 15 clusters must reach the 0.1 cap: a = 0.1 itself, not 0.0999…9 from rounding.
+    caps = effective_caps(0.10, [3, 3, 1, 3, 1, 1, 3, 1, 1, 1, 1, 2, 2, 1, 1], max_weight=0.055)
+    assert caps.atom_max == 0.1 and caps.capacity >= 1.5
+    assert json.loads(json.dumps(caps.to_dict()))["atom_max_raised"] is True
+    with pytest.raises(ValueError, match="cap_headroom"):
+        effective_caps(0.25, [2, 2], max_weight=0.2, cap_headroom=0.9)
+    with pytest.raises(ValueError, match="cluster_sizes"):
+        effective_caps(0.25, [2, 0], max_weight=0.2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(1, 6), min_size=1, max_size=25),
+    st.sampled_from([0.25, 0.20, 0.15, 0.10]),
+    st.floats(0.01, 1.0),
+    st.sampled_from([1.0, 1.2, 1.5, 2.0]),
+)
+def test_effective_caps_are_the_smallest_feasible_with_headroom(sizes, regime, max_weight, h):
+    caps = effective_caps(regime, sizes, max_weight, h)
+    n = np.asarray(sizes)
+    assert caps.cluster_cap == max(regime, min(1.0, h / len(sizes)))
+
+    def held(a: float) -> float:
+        return float(np.minimum(caps.cluster_cap, n * a).sum())
+
+    target = min(h, len(sizes) * caps.cluster_cap)
+    assert max_weight <= caps.atom_max <= 1.0
+    assert held(caps.atom_max) >= target * (1 - 1e-15)
+    if caps.atom_max_raised:  # smallest: a hair less no longer holds the target
+        assert held(caps.atom_max * (1 - 1e-9)) < target
+    # never an empty capped set: caps never fail a run
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    CappedSet.build(labels.size, labels, cluster_cap=caps.cluster_cap, atom_max=caps.atom_max)
 
 
 def test_analyze_window_end_to_end():
@@ -184,7 +235,9 @@ def test_analyze_window_end_to_end():
     proxy = equal_weight_proxy(syn)
     res = analyze_window(syn, proxy, periods_per_year=365, max_weight=0.1)
     assert res.clusters.n_clusters == 3
-    assert res.caps.cluster_cap == pytest.approx(max(res.regime.cluster_cap, 1 / 3))
-    assert res.caps.atom_max == pytest.approx(1 / 9)
+    # 3 clusters: cap >= min(1, 1.5/3); 3 atoms each must hold 1.5 in total: a = 0.5/3.
+    assert res.caps.cluster_cap == max(res.regime.cluster_cap, 0.5)
+    assert res.caps.cluster_sizes == (3, 3, 3)
+    assert res.caps.atom_max == pytest.approx(1 / 6, rel=1e-15)
     assert len(res.stats) == 9
     json.dumps(res.to_dict(), allow_nan=False)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from portflow.alpha import stats
 from portflow.alpha.select import (
     DEFAULT_WEIGHTS,
     SelectionParams,
@@ -193,28 +193,48 @@ def test_stage_two_relaxes_entropy_and_efficiency():
     assert stages == {1, 2}
 
 
-def test_stage_three_factor_floor_and_stage_four_fill():
-    returns, cands = universe(n_clusters=3, per_cluster=6)
-    p = params(top_n=1, min_winners=5, max_winners=10)
-    base = select_htr(returns, cands, replace(p, min_winners=3))
-    leaders = {by_key(base)[w].cluster: w for w in base.winners}
-    assert base.stage == 1 and len(leaders) == 3
-    # Veto cluster 0's leader: stages 1–2 leave its slot empty, stage 3 reaches past it.
-    vetoed = leaders[0]
-    cands.loc[vetoed, "tick_size"] = np.nan
-    res = select_htr(returns, cands, params(top_n=1, min_winners=3, max_winners=10))
+def test_a_vetoed_candidate_never_takes_a_slot():
+    """'Top' means the best non-vetoed members: a vetoed leader leaves no empty slot, so a
+    cluster with top_n eligible members gets top_n winners at stage 1."""
+    returns, cands = universe(n_clusters=3, per_cluster=4)
+    base = select_htr(returns, cands, params(top_n=3, min_winners=9, max_winners=12))
+    assert base.stage == 1 and len(base.winners) == 9
+    recs = by_key(base)
+    leader = max((r for r in base.records if r.cluster == 0), key=lambda r: r.score).key
+    cands.loc[leader, "tick_size"] = np.nan  # veto cluster 0's best member
+    res = select_htr(returns, cands, params(top_n=3, min_winners=9, max_winners=12))
     recs = by_key(res)
-    assert res.stage == 3
-    assert [f["n_winners"] for f in res.funnel] == [2, 2, 3]
-    floor = [w for w in res.winners if recs[w].stage_selected == 3]
-    assert len(floor) == 1 and recs[floor[0]].cluster == 0 and floor[0] != vetoed
-    # More winners needed than clusters: stage 4 fills with the best remaining alpha.
-    res4 = select_htr(returns, cands, params(top_n=1, min_winners=7, max_winners=10))
-    assert res4.stage == 4 and len(res4.winners) == 7 and not res4.short_of_min_winners
-    filled = [w for w in res4.winners if by_key(res4)[w].stage_selected == 4]
-    assert len(filled) == 4 and vetoed not in res4.winners
-    rest = [r for r in res4.records if not r.winner and not r.vetoes]
-    assert max(r.score for r in rest) <= min(by_key(res4)[w].score for w in filled)
+    assert res.stage == 1 and len(res.winners) == 9 and leader not in res.winners
+    per_cluster = pd.Series([recs[w].cluster for w in res.winners]).value_counts()
+    assert (per_cluster == 3).all()  # cluster 0's three eligible members all won
+    assert not any(r.winner and r.vetoes for r in res.records)
+
+
+def test_stage_four_fills_with_the_best_remaining_alpha():
+    returns, cands = universe(n_clusters=3, per_cluster=6)
+    vetoed = "C0M5"
+    cands.loc[vetoed, "tick_size"] = np.nan
+    res = select_htr(returns, cands, params(top_n=1, min_winners=7, max_winners=10))
+    recs = by_key(res)
+    assert res.stage == 4 and len(res.winners) == 7 and not res.short_of_min_winners
+    # stage 3 (the factor floor) adds no one: stage 2 gave every cluster its best member
+    assert [f["n_winners"] for f in res.funnel] == [3, 3, 3, 7]
+    filled = [w for w in res.winners if recs[w].stage_selected == 4]
+    assert len(filled) == 4 and vetoed not in res.winners
+    rest = [r for r in res.records if not r.winner and not r.vetoes]
+    assert max(r.score for r in rest) <= min(recs[w].score for w in filled)
+
+
+def test_shorts_are_scored_on_the_synthetic_return_the_optimiser_sees():
+    """A SHORT's features use −min(R, 1): a +150 % bar costs the short 100 %, not 150 %."""
+    returns, cands = universe(n_clusters=2, per_cluster=3, direction="SHORT")
+    returns.iloc[100, 0] = 1.5
+    key = returns.columns[0]
+    feats = compute_features(returns, cands, params())
+    s = -np.minimum(returns[key].to_numpy(), 1.0)
+    assert feats.loc[key, "momentum"] == pytest.approx(s.mean() * 365, rel=1e-12)
+    assert feats.loc[key, "momentum"] != pytest.approx(-returns[key].mean() * 365, rel=1e-6)
+    assert feats.loc[key, "cvar"] == stats.cvar(s[:, None], 0.95)[0]
 
 
 def test_short_of_min_winners_and_health_gate():

@@ -29,13 +29,24 @@ Algorithm
    TURBULENT min(base, 0.20); CRISIS min(base, 0.15).
    A component that is undefined on the data (e.g. |r| constant) is recorded in
    ``Regime.undefined`` with the reason and contributes 0; it is never hidden.
-4. ``effective_caps``: cluster cap = max(regime cap, 1/n_clusters), atom max =
-   max(max_weight, 1/n_atoms), so that Σw = 1 stays feasible.
+4. ``effective_caps`` (SPEC §6.4), with h = ``cap_headroom`` (>= 1, default 1.5) and n_c the
+   atoms of cluster c (G clusters):
+   1. cluster cap C = max(regime cap, min(1, h/G)): a cap of exactly 1/G would force every
+      method onto the same cluster weights, so the caps together leave h of room;
+   2. the atoms hold at most F(a) = Σ_c min(C, n_c·a) under an atom max a; F is continuous,
+      non-decreasing and piecewise linear with breakpoints C/n_c. Target T = min(h, G·C)
+      (>= 1, so Σw = 1 is always feasible: caps never make a run fail);
+   3. atom max a = max_weight when F(max_weight) >= T; otherwise the smallest a with
+      F(a) = T: on the linear piece where the clusters with C/n_c <= a are saturated,
+      a = (T − C·#saturated) / Σ_unsaturated n_c — exact, then nudged up by ulps until
+      F(a) >= T holds in floating point. a <= max_c C/n_c <= 1.
+   Whether each cap was raised, and why, is recorded on ``EffectiveCaps``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -307,35 +318,119 @@ def detect_regime(
 
 @dataclass(frozen=True)
 class EffectiveCaps:
-    """Caps the optimiser enforces: cluster_cap = max(regime_cap, 1/n_clusters),
-    atom_max = max(max_weight, 1/n_atoms); the inputs are kept for the audit trail."""
+    """Caps the optimiser enforces (module docstring step 4), with the inputs and the audit.
+
+    cluster_cap, atom_max: the effective caps (fractions of capital). regime_cap, max_weight,
+    cap_headroom, cluster_sizes (atoms per cluster, in cluster-label order): the inputs.
+    ``*_raised`` says whether a cap is above its configured value; ``*_reason`` says why
+    ("" when not raised). capacity: Σ_c min(cluster_cap, n_c·atom_max), the most the atoms can
+    hold, >= min(cap_headroom, n_clusters·cluster_cap) >= 1.
+    """
 
     cluster_cap: float
     atom_max: float
     regime_cap: float
     max_weight: float
+    cap_headroom: float
     n_clusters: int
     n_atoms: int
+    cluster_sizes: tuple[int, ...]
+    capacity: float
+    cluster_cap_raised: bool
+    cluster_cap_reason: str
+    atom_max_raised: bool
+    atom_max_reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["cluster_sizes"] = list(self.cluster_sizes)
+        return out
+
+
+def _atom_capacity(cap: float, sizes: np.ndarray, atom_max: float) -> float:
+    return float(np.minimum(cap, sizes * atom_max).sum())
+
+
+def _smallest_atom_max(cap: float, sizes: np.ndarray, target: float, start: float) -> float:
+    """Smallest a >= start with Σ_c min(cap, n_c·a) >= target (step 4.3); assumes it exists."""
+    breaks = np.unique(cap / sizes)
+    a = start
+    for k in range(breaks.size + 1):
+        low = breaks[k - 1] if k else 0.0
+        high = breaks[k] if k < breaks.size else math.inf
+        if high < start:
+            continue
+        saturated = cap / sizes <= low
+        # On this piece F(a) = cap·#saturated + a·Σ_unsaturated n_c.
+        slope = float(sizes[~saturated].sum())
+        if slope > 0:
+            a = (target - cap * int(saturated.sum())) / slope
+            if a <= high:
+                # a breakpoint missed by rounding (e.g. 0.0999…9 for 0.1) is the breakpoint
+                a = float(high if math.isclose(a, high, rel_tol=1e-12) else max(a, start, low))
+                break
+    while _atom_capacity(cap, sizes, a) < target and a < 1.0:  # rounding: up by ulps
+        a = float(np.nextafter(a, math.inf))
+    return a
 
 
 def effective_caps(
-    regime_cap: float, n_clusters: int, max_weight: float, n_atoms: int
+    regime_cap: float,
+    cluster_sizes: Sequence[int] | np.ndarray,
+    max_weight: float,
+    cap_headroom: float = 1.5,
 ) -> EffectiveCaps:
-    """Raise the caps just enough that a fully invested portfolio is feasible."""
-    if n_clusters < 1 or n_atoms < 1:
-        raise ValueError(f"need n_clusters >= 1 and n_atoms >= 1, got {n_clusters}, {n_atoms}")
+    """Effective cluster cap and atom max (module docstring step 4); never an empty set.
+
+    regime_cap: the regime's cluster cap; cluster_sizes: atoms per cluster (each >= 1);
+    max_weight: the configured atom max; cap_headroom: h >= 1. All caps are fractions in (0, 1].
+    """
+    sizes = np.asarray(cluster_sizes, dtype=np.int64)
+    if sizes.ndim != 1 or sizes.size < 1 or np.any(sizes < 1):
+        raise ValueError(f"cluster_sizes must list >= 1 atoms per cluster, got {cluster_sizes!r}")
     if not (0 < regime_cap <= 1 and 0 < max_weight <= 1):
         raise ValueError(f"caps must be in (0, 1], got regime {regime_cap}, atom {max_weight}")
+    if not (math.isfinite(cap_headroom) and cap_headroom >= 1):
+        raise ValueError(
+            f"cap_headroom must be >= 1 (caps must leave room for a fully invested "
+            f"portfolio), got {cap_headroom}"
+        )
+    n_clusters = int(sizes.size)
+    headroom_cap = min(1.0, cap_headroom / n_clusters)
+    cap = max(regime_cap, headroom_cap)
+    cap_reason = ""
+    if cap > regime_cap:
+        cap_reason = (
+            f"regime cap {regime_cap:.4g} x {n_clusters} clusters leaves less than the headroom "
+            f"{cap_headroom:.4g}; raised to min(1, {cap_headroom:.4g}/{n_clusters})"
+        )
+    # Σ_c C summed like F itself, so that F can reach it in floating point.
+    target = min(cap_headroom, _atom_capacity(cap, sizes, 1.0))
+    held = _atom_capacity(cap, sizes, max_weight)
+    atom_max = max_weight
+    atom_reason = ""
+    if held < target:
+        atom_max = _smallest_atom_max(cap, sizes, target, max_weight)
+        atom_reason = (
+            f"max_weight {max_weight:.4g} lets the atoms hold only {held:.4g} under cluster cap "
+            f"{cap:.4g} (clusters of {sizes.tolist()} atoms), less than min(headroom "
+            f"{cap_headroom:.4g}, {n_clusters} x cap) = {target:.4g}; raised to the smallest "
+            "atom max that holds it"
+        )
     return EffectiveCaps(
-        cluster_cap=max(regime_cap, 1.0 / n_clusters),
-        atom_max=max(max_weight, 1.0 / n_atoms),
+        cluster_cap=cap,
+        atom_max=atom_max,
         regime_cap=regime_cap,
         max_weight=max_weight,
+        cap_headroom=cap_headroom,
         n_clusters=n_clusters,
-        n_atoms=n_atoms,
+        n_atoms=int(sizes.sum()),
+        cluster_sizes=tuple(int(k) for k in sizes),
+        capacity=_atom_capacity(cap, sizes, atom_max),
+        cluster_cap_raised=bool(cap > regime_cap),
+        cluster_cap_reason=cap_reason,
+        atom_max_raised=bool(atom_max > max_weight),
+        atom_max_reason=atom_reason,
     )
 
 
@@ -374,6 +469,7 @@ def analyze_window(
     cluster_threshold: float = 0.5,
     max_clusters: int = 25,
     base_cap: float = 0.25,
+    cap_headroom: float = 1.5,
 ) -> Analysis:
     """Run steps 1–4 on one window.
 
@@ -383,7 +479,6 @@ def analyze_window(
     clusters = cluster_returns(synthetic_returns, cluster_threshold, max_clusters)
     table = antifragility_stats(synthetic_returns, periods_per_year)
     regime = detect_regime(proxy_returns, base_cap=base_cap)
-    caps = effective_caps(
-        regime.cluster_cap, clusters.n_clusters, max_weight, synthetic_returns.shape[1]
-    )
+    sizes = np.bincount(clusters.labels.to_numpy(dtype=np.int64), minlength=clusters.n_clusters)
+    caps = effective_caps(regime.cluster_cap, sizes, max_weight, cap_headroom)
     return Analysis(clusters, table, regime, caps)

@@ -21,8 +21,8 @@ and ``HierarchicalSeriation`` (Ward linkage, optimal leaf ordering). Algorithm:
    at ``mid = len // 2`` (skfolio's ``bisection``). For each half h the inverse-variance
    portfolio ``u_h ∝ 1/σ²`` has variance ``V_h = u_hᵀ Σ_hh u_h``;
    ``α = 1 − V_L / (V_L + V_R)``; left weights ×α, right ×(1 − α).
-5. (In :mod:`portflow.alpha.optimize`) the caps are applied afterwards by projection onto the
-   capped set.
+5. (In :mod:`portflow.alpha.optimize`) the caps are applied afterwards, proportionally: the
+   point of the capped set closest in relative entropy (``CappedSet.project_kl``).
 
 Failure modes raise ``ValueError`` with the reason (zero or non-finite unit variance, zero
 total split risk); the optimiser records it and moves to the next fallback link.

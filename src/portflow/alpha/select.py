@@ -8,8 +8,9 @@ Algorithm
 1. Validate: ``returns`` (index UTC dates, columns candidate keys = atom ids, raw simple returns
    of the physical asset, dense and finite) and ``candidates`` (same keys) must agree.
    Work in key order (``str`` sort) throughout, so every tie is broken by key.
-2. Synthetic returns s = +r for LONG, −r for SHORT (SPEC §6.2: features see the trade, so a
-   falling asset is a good short). Features per candidate, all from s over the window:
+2. Synthetic returns s = r for LONG, −min(r, 1) for SHORT (``synthesize.synthetic``: exactly
+   what the optimiser will see, SPEC §6.2-§6.3; a falling asset is a good short, and a short
+   loses at most 100 % a bar). Features per candidate, all from s over the window:
    momentum = mean·P (P = ``periods_per_year``), annual vol = std·√P, stability = 1/vol,
    efficiency = |Σs|/Σ|s| over the last ``efficiency_window`` bars, permutation entropy
    (order 5) over the last ``entropy_window`` bars, Hurst H by R/S with
@@ -20,34 +21,30 @@ Algorithm
    finite (n of them); p = 0.01 + 0.99·(rank − 1)/(n − 1) with rank ascending (higher value is
    better) or descending (lower is better); p = 1 when n = 1; NaN feature → p = 0.01.
    alpha = exp(Σ wᵢ ln pᵢ) ∈ (0, 1].
-4. Clusters of the synthetic window (``cluster.cluster_returns``: √(½(1 − ρ)), Ward, cut at
-   ``cluster_threshold``, at most ``max_clusters``).
+4. Clusters of the synthetic returns s (``cluster.cluster_returns``: √(½(1 − ρ)), Ward, cut
+   at ``cluster_threshold``, at most ``max_clusters``).
 5. Vetoes (a candidate may carry several; each has veto, value, threshold, reason): missing
    tick/lot size; entropy > entropy_max; efficiency < efficiency_min; excess kurtosis >
    kurtosis_max; annual vol > vol_max; friction: momentum − vol·√(1e6/ADV) < friction_hurdle
    with ADV = liquidity (missing liquidity is a friction veto). A feature that cannot be
    computed fails its veto with that reason (it is never replaced by a neutral value).
 6. Stages, stopping at the first whose winner set has ≥ ``min_winners``. Vetoes hold in every
-   stage; only the entropy and efficiency thresholds change (stage ≥ 2: entropy_max ×
+   stage — a vetoed candidate never takes a slot: "top" always means the best non-vetoed
+   members. Only the entropy and efficiency thresholds change (stage ≥ 2: entropy_max ×
    ``entropy_relax`` capped at 1, efficiency_min × ``efficiency_relax``).
-   1. Per cluster, the ``top_n`` members by alpha (all members ranked, vetoed or not) are the
-      cluster's slots; the non-vetoed ones win. A vetoed leader leaves its slot empty.
-   2. The same with the relaxed thresholds.
-   3. Factor floor: every cluster still without a winner contributes its best non-vetoed
-      member, however far down the cluster's ranking it sits.
+   1. Per cluster, the ``top_n`` best non-vetoed members by alpha win (a cluster with at
+      least ``top_n`` eligible members always gets ``top_n`` winners).
+   2. The same with the relaxed thresholds: the pool only widens, so no cluster has fewer
+      winners than at stage 1 (a member eligible only now may outrank a stage-1 winner).
+   3. Factor floor: every cluster contributes at least its best non-vetoed member. Stage 2
+      already gave every cluster with an eligible member its best ones, so this stage holds
+      by construction; it is still evaluated and recorded in the funnel.
    4. Fill with the best remaining non-vetoed alpha, regardless of cluster, up to
       ``min_winners``.
    Winners are sorted by alpha (ties by key) and capped at ``max_winners``. Fewer than
    ``min_winners`` after stage 4: keep them and flag ``short_of_min_winners``; fewer than 2:
    raise ``HealthGateError`` (its ``result`` attribute carries the full ``SelectionResult`` so
    the runner can still write selection.json).
-
-Why stage 1 counts vetoed members in the top_n: with vetoes holding everywhere, a stage 1 that
-took the top_n *eligible* members per cluster would already contain every cluster's best
-eligible member, and the factor floor of stage 3 could never add anything. Counting slots
-among all members keeps the early stages strict (a cluster whose leaders fail the vetoes is
-not trawled for a weak substitute) and gives stage 3 its meaning: the factor is represented
-by its best clean member only when the relaxed pool is still too small.
 
 Skew direction: higher skew of the synthetic return is better (positive skew = convex,
 antifragile payoff; a short on a crash-prone asset has positive synthetic skew), replacing the
@@ -67,6 +64,7 @@ from scipy.stats import rankdata
 
 from portflow.alpha import stats
 from portflow.alpha.cluster import ClusterResult, cluster_returns
+from portflow.alpha.synthesize import synthetic
 from portflow.errors import HealthGateError, suggest
 
 __all__ = [
@@ -362,8 +360,9 @@ def compute_features(
     """
     keys = sorted(returns.columns, key=str)
     cand = candidates.set_axis(candidates.index.map(str)).loc[[str(k) for k in keys]]
-    sign = np.where(cand["direction"].to_numpy() == "SHORT", -1.0, 1.0)
-    s = returns[keys].to_numpy(dtype=np.float64) * sign
+    short = cand["direction"].to_numpy() == "SHORT"
+    sign = np.where(short, -1.0, 1.0)
+    s = synthetic(returns[keys].to_numpy(dtype=np.float64), short)
     ppy = params.periods_per_year
     vol = stats.annual_vol(s, ppy)
     hurst = stats.hurst_rs(s)
@@ -494,9 +493,9 @@ def select_htr(
     keys = feats.index.tolist()
     n = len(keys)
     cand = candidates.set_axis(candidates.index.map(str)).loc[keys]
-    sign = np.where(cand["direction"].to_numpy() == "SHORT", -1.0, 1.0)
-    synthetic = pd.DataFrame(
-        returns[sorted(returns.columns, key=str)].to_numpy(dtype=np.float64) * sign,
+    short = cand["direction"].to_numpy() == "SHORT"
+    syn = pd.DataFrame(
+        synthetic(returns[sorted(returns.columns, key=str)].to_numpy(dtype=np.float64), short),
         index=returns.index,
         columns=keys,
     )
@@ -509,7 +508,7 @@ def select_htr(
         log_alpha += weight * np.log(p)
     alpha = np.exp(log_alpha)
 
-    clusters = cluster_returns(synthetic, params.cluster_threshold, params.max_clusters)
+    clusters = cluster_returns(syn, params.cluster_threshold, params.max_clusters)
     cluster_of = clusters.labels.reindex(keys).to_numpy(dtype=np.int64)
     by_cluster = [
         _order(keys, alpha, np.flatnonzero(cluster_of == c)) for c in range(clusters.n_clusters)
@@ -532,21 +531,18 @@ def select_htr(
     for stage in (1, 2, 3, 4):
         thresholds[stage] = params.thresholds(stage)
         if stage == 2:
-            # Relaxing only widens the pool, so stage-1 winners stay eligible and keep label 1.
             vetoes = vetoes_at(2)
         eligible = np.array([not v for v in vetoes])
+        # Stage 3, the factor floor, holds once stage 2 ran (module docstring step 6.3).
         if stage in (1, 2):
-            for members in by_cluster:
-                for i in members[: params.top_n]:
-                    if eligible[i]:
-                        entered.setdefault(i, stage)
-        elif stage == 3:
-            for members in by_cluster:
-                if not any(i in entered for i in members):
-                    best = next((i for i in members if eligible[i]), None)
-                    if best is not None:
-                        entered[best] = 3
-        else:
+            # The top_n of each cluster among its eligible members; a stage-1 winner still
+            # among them keeps label 1.
+            entered = {
+                i: entered.get(i, stage)
+                for members in by_cluster
+                for i in [i for i in members if eligible[i]][: params.top_n]
+            }
+        elif stage == 4:
             for i in _order(keys, alpha, np.flatnonzero(eligible)):
                 if len(entered) >= params.min_winners:
                     break

@@ -179,16 +179,12 @@ def pre_optimize(
         syn, equal_weight_proxy(returns), periods_per_year=settings.periods_per_year,
         max_weight=opt.max_weight, cluster_threshold=settings.selection.cluster_threshold,
         max_clusters=settings.selection.max_clusters, base_cap=opt.cluster_cap,
+        cap_headroom=opt.cap_headroom,
     )
     return PreOpt(atoms, syn, analysis)
 
 
 # -- step 3 -----------------------------------------------------------------------------------
-
-
-def per_bar_rate(annual: float, periods_per_year: int) -> float:
-    """An annual rate as a per-bar one: (1 + r)^(1/periods) − 1 (SPEC §6.5)."""
-    return float((1.0 + annual) ** (1.0 / periods_per_year) - 1.0)
 
 
 def allocate(
@@ -205,9 +201,9 @@ def allocate(
     results: dict[str, OptimizationResult] = {}
     rows = []
     for method in opt.methods:
-        res = optimize(method, synthetic, labels, cluster_cap=cluster_cap, atom_max=atom_max,
-                       covariance=opt.covariance, linkage=opt.linkage,
-                       risk_free=per_bar_rate(opt.risk_free, settings.periods_per_year))
+        res = optimize(method, synthetic, labels, periods_per_year=settings.periods_per_year,
+                       cluster_cap=cluster_cap, atom_max=atom_max, covariance=opt.covariance,
+                       linkage=opt.linkage, risk_free=opt.risk_free)
         results[method] = res
         for atom, w in res.weights.items():
             a = by_atom[str(atom)]

@@ -67,6 +67,11 @@ HURST_LAGS = (8, 16, 32, 64, 128, 256, 512)
 HURST_MIN_BARS = 32
 
 
+def per_bar_rate(annual: float, periods_per_year: int) -> float:
+    """An annual rate per bar: (1 + r)^(1/P) − 1 (SPEC §6.5, §6.7)."""
+    return float((1.0 + annual) ** (1.0 / periods_per_year) - 1.0)
+
+
 def as_matrix(returns: np.ndarray) -> np.ndarray:
     """Return ``returns`` as a 2-D float64 array ``(T, N)``; a 1-D input becomes ``(T, 1)``.
 

@@ -39,10 +39,13 @@ def make_atoms(winners: list[str], info: pd.DataFrame) -> list[Atom]:
     return atoms
 
 
+def synthetic(raw: np.ndarray, short: np.ndarray) -> np.ndarray:
+    """Step 2 on arrays: raw simple returns (T, n), short (n,) bool → R, or −min(R, 1)."""
+    return np.where(short, -np.minimum(raw, 1.0), raw)
+
+
 def synthetic_returns(raw: pd.DataFrame, atoms: list[Atom]) -> pd.DataFrame:
     """Step 2. `raw`: index dates, columns candidate keys (simple returns)."""
-    cols = {}
-    for a in atoms:
-        r = raw[a.key].to_numpy(float)
-        cols[a.atom] = r if a.sign > 0 else -np.minimum(r, 1.0)
-    return pd.DataFrame(cols, index=raw.index)
+    x = raw[[a.key for a in atoms]].to_numpy(float)
+    short = np.array([a.sign < 0 for a in atoms], dtype=bool)
+    return pd.DataFrame(synthetic(x, short), index=raw.index, columns=[a.atom for a in atoms])

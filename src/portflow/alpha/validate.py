@@ -59,6 +59,7 @@ from pydantic import TypeAdapter
 from portflow import clock
 from portflow.alpha import sleeve
 from portflow.alpha.settings import SleeveSettings
+from portflow.alpha.stats import per_bar_rate
 from portflow.alpha.view import SleeveView
 from portflow.config.models import FilterNode
 from portflow.data.scan import filter_mask
@@ -344,7 +345,7 @@ def metrics(returns: pd.DataFrame, periods_per_year: int, risk_free_annual: floa
             costs: Mapping[str, Sequence[float]] | None = None) -> pd.DataFrame:
     """Step 5: one row per column of `returns` (simple per-bar returns)."""
     p = periods_per_year
-    rf = (1.0 + risk_free_annual) ** (1.0 / p) - 1.0
+    rf = per_bar_rate(risk_free_annual, p)
     rows = []
     for name in returns.columns:
         r = returns[name].to_numpy(dtype=np.float64)

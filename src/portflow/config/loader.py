@@ -44,6 +44,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from portflow import clock
 from portflow.config import models as m
 from portflow.errors import ConfigError, one_line, short, suggest
 from portflow.providers import registry
@@ -591,7 +592,7 @@ def calendar_defaults(calendar: str) -> dict[str, float]:
         return {
             "history_bars": 1500,
             "lookback_bars": 365,
-            "periods_per_year": 365,
+            "periods_per_year": clock.periods_per_year(calendar),
             "train_bars": 180,
             "test_bars": 14,
             "step_bars": 14,
@@ -601,7 +602,7 @@ def calendar_defaults(calendar: str) -> dict[str, float]:
     return {
         "history_bars": 1000,
         "lookback_bars": 252,
-        "periods_per_year": 252,
+        "periods_per_year": clock.periods_per_year(calendar),
         "train_bars": 252,
         "test_bars": 21,
         "step_bars": 21,

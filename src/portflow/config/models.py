@@ -145,9 +145,10 @@ class OptimizationConfig(_Model):
     primary_method: Method = "hrp"
     max_weight: float = Field(default=0.25, gt=0, le=1)
     cluster_cap: float = Field(default=0.25, gt=0, le=1)
+    cap_headroom: float = Field(default=1.5, ge=1)
     covariance: Literal["ledoit_wolf", "sample"] = "ledoit_wolf"
     linkage: Literal["ward", "single", "complete", "average"] = "ward"
-    risk_free: float = 0.0
+    risk_free: float = Field(default=0.0, gt=-1)  # annual rate, converted per bar
 
 
 ELIGIBILITY_FIELDS = ("recommend_all", "recommend_ma", "recommend_other")

@@ -50,9 +50,10 @@ class MetaAllocation:
                 "risk_contribution_covariance": self.covariance}
 
 
-def allocate(returns: pd.DataFrame, method: str, min_weight: float, max_weight: float
-             ) -> MetaAllocation:
-    """Steps 1-3. returns: (T, n) aligned per-bar returns, one column per sleeve.
+def allocate(returns: pd.DataFrame, method: str, min_weight: float, max_weight: float,
+             periods_per_year: int) -> MetaAllocation:
+    """Steps 1-3. returns: (T, n) aligned per-bar returns, one column per sleeve, on a calendar
+    of `periods_per_year` bars (the in-sample figures are annualised with it).
 
     Raises ValueError when the bounds admit no weights for n sleeves, OptimisationError when
     every fallback link fails.
@@ -61,8 +62,8 @@ def allocate(returns: pd.DataFrame, method: str, min_weight: float, max_weight: 
     if n * min_weight > 1 + 1e-12 or n * max_weight < 1 - 1e-12:
         raise ValueError(f"allocation bounds [{min_weight}, {max_weight}] are infeasible for"
                          f" {n} sleeve(s)")
-    res = optimize(method, returns, None, cluster_cap=1.0, atom_max=max_weight,
-                   atom_min=min_weight, covariance=COVARIANCE)
+    res = optimize(method, returns, None, periods_per_year=periods_per_year, cluster_cap=1.0,
+                   atom_max=max_weight, atom_min=min_weight, covariance=COVARIANCE)
     cov_name = "sample" if method == "hrp" else COVARIANCE
     _, cov, _ = estimate_moments(returns.to_numpy(dtype=np.float64), cov_name)
     w = res.weights.reindex(returns.columns).to_numpy(dtype=np.float64)

@@ -43,6 +43,7 @@ from typing import Any
 import pandas as pd
 
 from portflow.alpha import pipeline as phase2
+from portflow.clock import periods_per_year
 from portflow.config import config_hash
 from portflow.context import Context
 from portflow.errors import HealthGateError, PortflowError, RunError, UsageError
@@ -353,7 +354,7 @@ def _assemble(ctx: Context, node: SleeveNode, mrun: Run, kept: list[SleeveNode],
     alloc_cfg = node.allocation
     with mrun.step("meta-optimize") as counts:
         alloc = allocate(mr, str(alloc_cfg["method"]), float(alloc_cfg["min_weight"]),
-                         float(alloc_cfg["max_weight"]))
+                         float(alloc_cfg["max_weight"]), periods_per_year(calendar))
         mrun.save("sleeve_weights", alloc.table())
         mrun.record["allocation"] = alloc.record()
         for cid in streams:
