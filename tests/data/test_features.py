@@ -97,7 +97,8 @@ def test_one_symbol_from_two_providers_never_collides(tmp_path: Path) -> None:
         lake.write_ohlcv(name, "1d", sym, bars.iloc[: 300 + seed])
     sources = [("synthetic", "1d", sym), ("other", "1d", sym)]
     counts = backfill(lake, sources)
-    assert counts == {"symbols": 2, "recomputed": 2, "kept": 0, "rows": 307 + 308}
+    assert counts == {"symbols": 2, "recomputed": 2, "kept": 0, "rows": 307 + 308,
+                      "unreadable": 0}
     m = pd.read_parquet(lake.features_matrix_path)
     assert m.groupby("provider").size().to_dict() == {"other": 308, "synthetic": 307}
     mine = m[m["provider"] == "synthetic"].reset_index(drop=True)

@@ -20,7 +20,7 @@ def _streams(vols: list[float], n: int = 400, seed: int = 3, corr: float = 0.3) 
 
 def test_erc_shares_are_equal_within_1e6_when_no_bound_binds() -> None:
     r = _streams([0.01, 0.02, 0.04, 0.03])
-    a = allocate(r, "risk_parity", 0.0, 1.0)
+    a = allocate(r, "risk_parity", 0.0, 1.0, 252)
     assert a.result.link == "primary" and a.result.info["cap_bound"] is False
     rc = a.risk_contributions.to_numpy()
     assert np.max(np.abs(rc * len(rc) - 1.0)) <= 1e-6
@@ -31,9 +31,9 @@ def test_erc_shares_are_equal_within_1e6_when_no_bound_binds() -> None:
 
 def test_binding_bounds_hold_whichever_link_produced_the_weights() -> None:
     r = _streams([0.005, 0.05])
-    free = allocate(r, "risk_parity", 0.0, 1.0)
+    free = allocate(r, "risk_parity", 0.0, 1.0, 252)
     assert free.weights["s0"] > 0.8  # unconstrained ERC gives the calm sleeve > 80%
-    a = allocate(r, "risk_parity", 0.25, 0.75)
+    a = allocate(r, "risk_parity", 0.25, 0.75, 252)
     w = a.weights.to_numpy()
     assert abs(w.sum() - 1.0) <= 1e-9 and w.min() >= 0.25 - 1e-9 and w.max() <= 0.75 + 1e-9
     assert a.weights["s0"] > a.weights["s1"]
@@ -42,11 +42,8 @@ def test_binding_bounds_hold_whichever_link_produced_the_weights() -> None:
     assert all(not x["ok"] and x["reason"] for x in attempts[:-1])
 
 
-@pytest.mark.xfail(strict=True, reason="alpha/optimize.py rejects clarabel's AlmostSolved in the"
-                   " constrained risk-budgeting inner solve (SPEC §6.5 accepts it when the gate"
-                   " passes), so a binding sleeve bound always falls back to more_shrinkage")
 def test_binding_bounds_give_the_constrained_risk_budgeting_portfolio() -> None:
-    a = allocate(_streams([0.005, 0.05]), "risk_parity", 0.25, 0.75)
+    a = allocate(_streams([0.005, 0.05]), "risk_parity", 0.25, 0.75, 252)
     assert a.result.link == "primary" and a.result.info["cap_bound"] is True
     assert a.weights["s0"] == pytest.approx(0.75, abs=1e-8)
 
@@ -54,7 +51,7 @@ def test_binding_bounds_give_the_constrained_risk_budgeting_portfolio() -> None:
 @pytest.mark.parametrize("method", ["hrp", "min_var", "equal_weight", "max_sharpe"])
 def test_every_method_is_selectable_within_bounds(method: str) -> None:
     r = _streams([0.01, 0.02, 0.03])
-    a = allocate(r, method, 0.1, 0.6)
+    a = allocate(r, method, 0.1, 0.6, 252)
     w = a.weights.to_numpy()
     assert abs(w.sum() - 1.0) <= 1e-9 and w.min() >= 0.1 - 1e-9 and w.max() <= 0.6 + 1e-9
     assert a.risk_contributions.sum() == pytest.approx(1.0)
@@ -66,4 +63,4 @@ def test_every_method_is_selectable_within_bounds(method: str) -> None:
 
 def test_infeasible_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="infeasible for 2 sleeve"):
-        allocate(_streams([0.01, 0.02]), "risk_parity", 0.6, 0.9)
+        allocate(_streams([0.01, 0.02]), "risk_parity", 0.6, 0.9, 252)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from portflow.alpha import aggregate
+from portflow.alpha.view import Bars
 from portflow.data.ingest import IngestReport
 from portflow.lakehouse.store import Lakehouse
 from portflow.providers.synthetic import SyntheticProvider
@@ -67,7 +68,8 @@ def test_a_symbol_with_three_bars_is_dropped_by_strict_health_with_its_reason(
     # Phase 1 judges data quality only (README): three clean, current bars are healthy there
     assert lake.health_of("synthetic")[young]["status"] == "healthy"
     cands = [aggregate.CandidateBars(key=s, symbol=s, direction="LONG", calendar="24/7",
-                                     bars=b) for s, b in bars.items()]
+                                     bars=None if b is None else Bars.from_frame(b))
+             for s, b in bars.items()]
     window = aggregate.build_window(cands, AS_OF, 60, min_healthy_fraction=0.5, min_assets=2)
     health = {h["key"]: h for h in window.health}
     assert not health[young]["healthy"]

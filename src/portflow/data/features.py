@@ -348,7 +348,8 @@ def _previous_matrix(lake: Lakehouse) -> tuple[Previous, ds.Dataset | None]:
     try:
         old_ds = lake.features_dataset()
     except CorruptTableError as exc:
-        log(f"warning: {exc.args[0].split(';')[0]}; rebuilding it from the OHLCV files")
+        log(f"warning: {lake.relative(lake.features_matrix_path)} does not open"
+            f" ({one_line(str(exc.__cause__ or exc), 120)}); rebuilding it from the OHLCV files")
         return Previous({}, {}), None
     if old_ds is None or "provider" not in old_ds.schema.names:
         return Previous({}, {}), None
