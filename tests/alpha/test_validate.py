@@ -112,14 +112,18 @@ def test_costs_are_turnover_times_the_rate(long_run: Any) -> None:
     assert np.allclose(w["cost"], w["turnover"] * settings.backtest.cost_rate, rtol=0, atol=1e-15)
     first = w[w["window"] == w["window"].min()]
     assert np.allclose(first["turnover"], 1.0)  # the first window trades from cash
-    # a free replay of the same decisions differs from the paid one by exactly the first
-    # window's cost on its first bar
+    # a free replay of the same decisions: the paid book pays the first window's cost out of
+    # equity at the trade, then holds the same positions scaled by (1 - cost)
     dates = validate.bar_dates(view, settings.calendar)
     rets = validate.physical_returns(view, dates)
     oos = res.out_of_sample
     free = validate.simulate("hrp", oos, rets, dates, 0.0).returns
     paid = res.returns["hrp"].to_numpy()
-    assert paid[0] == pytest.approx(free[0] - settings.backtest.cost_rate, abs=1e-15)
+    rate = settings.backtest.cost_rate
+    assert 1 + paid[0] == pytest.approx((1 - rate) * (1 + free[0]), abs=1e-15)
+    np.testing.assert_allclose(paid[1:oos[0].window.test_end - oos[0].window.test_start + 1],
+                               free[1:oos[0].window.test_end - oos[0].window.test_start + 1],
+                               rtol=0, atol=1e-15)
 
 
 def _one_window(direction: str, weight: float, n: int = 30) -> tuple[list[Decision], pd.DataFrame, np.ndarray]:
@@ -141,11 +145,16 @@ def test_zero_cost_buy_and_hold_earns_the_asset_and_a_short_loses_it() -> None:
     np.testing.assert_allclose(long, asset, rtol=0, atol=1e-14)
     [d], rets, dates = _one_window("SHORT", -1.0)
     short = validate.simulate("m", [d], rets, dates, 0.0).returns
-    gain = np.prod(1 + asset) - 1
-    assert np.prod(1 + short) - 1 == pytest.approx(-gain, abs=1e-12)
+    # every bar the short loses what the asset gains (r < 100% here; the loss cap is below)
+    assert (asset < 1).all()
+    np.testing.assert_allclose(short, -asset, rtol=0, atol=1e-14)
     paid = validate.simulate("m", [d], rets, dates, 0.0014).returns
-    # costs reduce wealth by exactly the traded notional x rate (here 1 x 14 bp)
-    assert np.prod(1 + paid) == pytest.approx(np.prod(1 + short) - 0.0014, abs=1e-12)
+    # costs take exactly the traded notional x rate (1 x 14 bp) out of equity at the trade
+    assert np.prod(1 + paid) == pytest.approx((1 - 0.0014) * np.prod(1 + short), abs=1e-12)
+    # a short loses at most its notional in a bar
+    spiked = rets.copy()
+    spiked.iloc[5, 0] = 2.5
+    assert validate.simulate("m", [d], spiked, dates, 0.0).returns[4] == pytest.approx(-1.0)
 
 
 def test_metrics_match_an_independent_recomputation(long_run: Any) -> None:
@@ -194,17 +203,28 @@ def test_no_look_ahead_changing_the_future_keeps_every_earlier_decision(long_run
     assert not res.windows.equals(other.windows)  # the future did change later decisions
 
 
-def test_a_short_sleeve_holds_negative_weights_and_replays_in_vectorbt() -> None:
+def test_a_long_book_replays_exactly_in_vectorbt(long_run: Any) -> None:
+    """Same target weights through vectorbt's from_orders: the equity curves agree to rounding
+    without costs (vbt_check rules 1-3); with costs the documented conventions differ."""
+    view, settings, res = long_run
+    curves, rec = vbt_check.replay(view, settings, res)
+    assert rec["exact_expected"]
+    assert rec["without_costs_max_equity_rel_diff"] <= vbt_check.EXACT_TOLERANCE, rec
+    assert rec["with_costs_max_equity_rel_diff"] < 1e-2
+    assert list(curves.columns) == list(res.returns.columns)
+
+
+def test_a_short_sleeve_holds_negative_weights_and_stays_fully_invested() -> None:
     view = make_view(seed=11, direction=Direction.SHORT)
     settings = make_settings()
     settings = replace(settings, backtest=replace(settings.backtest, eligibility=None))
     res = validate.walk_forward(view, settings)
     w = res.windows
     assert (w["weight"] <= 0).all() and (w["direction"] == "SHORT").all()
-    curves, rec = vbt_check.replay(view, settings, res)
-    assert rec["without_costs_max_equity_rel_diff"] <= vbt_check.EXACT_TOLERANCE, rec
-    assert rec["with_costs_max_equity_rel_diff"] < 1e-2
-    assert list(curves.columns) == list(res.returns.columns)
+    gross = w.groupby(["method", "window"])["weight"].apply(lambda x: x.abs().sum())
+    assert np.allclose(gross, 1.0, atol=1e-9)  # kept windows too: no cash, no leverage
+    drift = res.drift.groupby("method")["drifted"].apply(lambda x: x.abs().sum())
+    assert np.allclose(drift, 1.0, atol=1e-12)
 
 
 def test_a_failed_window_keeps_its_holdings_and_says_why(long_run: Any) -> None:

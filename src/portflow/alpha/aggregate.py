@@ -148,7 +148,7 @@ def build_window(
     index = window_index(cal, as_of, lookback_bars)
     health: list[dict[str, Any]] = []
     closes: dict[str, np.ndarray] = {}
-    liquidity: dict[str, float] = {}
+    traded: dict[str, np.ndarray] = {}
     span = index.as_unit("ns").asi8
     cals = {cal: _Calendar.at(cal, as_of, span) for cal in {c.calendar for c in candidates}}
     for c in sorted(candidates, key=lambda c: c.key):
@@ -162,12 +162,20 @@ def build_window(
             ts = c.bars.ts[:n]
             pos = np.searchsorted(ts, span, side="right") - 1
             closes[c.key] = c.bars.close[:n][pos]
-            vt = c.bars.close[:n][-LIQUIDITY_BARS:] * c.bars.volume[:n][-LIQUIDITY_BARS:]
-            liquidity[c.key] = float(np.median(vt))
+            traded[c.key] = c.bars.close[:n][-LIQUIDITY_BARS:] * c.bars.volume[:n][-LIQUIDITY_BARS:]
             rec["last_bar"] = _day(ts[-1])
         health.append(rec)
-    close_df = pd.DataFrame(closes, index=index)
-    returns = close_df.pct_change().iloc[1:]
+    # median value traded over the last LIQUIDITY_BARS bars, every healthy candidate at once
+    if len({v.size for v in traded.values()}) == 1:
+        medians = np.median(np.vstack(list(traded.values())), axis=1)
+    else:  # a window shorter than LIQUIDITY_BARS over a young history
+        medians = np.array([np.median(v) for v in traded.values()])
+    liquidity = {k: float(m) for k, m in zip(traded, medians, strict=True)}
+    keys = list(closes)
+    close_mat = (np.column_stack([closes[k] for k in keys]) if keys
+                 else np.empty((index.size, 0)))
+    close_df = pd.DataFrame(close_mat, index=index, columns=keys)
+    returns = pd.DataFrame(close_mat[1:] / close_mat[:-1] - 1.0, index=index[1:], columns=keys)
     window = Window(returns=returns, closes=close_df, health=health, calendar=cal,
                     window_end=index[-1], liquidity=liquidity)
     n, ok = len(candidates), len(closes)

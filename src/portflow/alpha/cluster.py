@@ -91,12 +91,21 @@ def cluster_returns(
 
     Returns deterministic labels 0..k−1 (see module docstring), k ≤ ``max_clusters``.
     """
+    keys = sorted(returns.columns, key=str)
+    return cluster_matrix(returns[keys].to_numpy(dtype=np.float64), keys, threshold,
+                          max_clusters)
+
+
+def cluster_matrix(
+    values: np.ndarray, keys: list, threshold: float = 0.5, max_clusters: int = 25
+) -> ClusterResult:
+    """:func:`cluster_returns` on a matrix ``(T, N)`` whose columns are `keys`, already in
+    key order (step 1 done by the caller)."""
     if max_clusters < 1:
         raise ValueError(f"max_clusters must be >= 1, got {max_clusters}")
     if not threshold > 0:
         raise ValueError(f"cluster threshold must be > 0, got {threshold}")
-    keys = sorted(returns.columns, key=str)
-    values = returns[keys].to_numpy(dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(values)):
         raise ValueError("cluster_returns needs a dense, finite returns window (found NaN/inf)")
     n = len(keys)

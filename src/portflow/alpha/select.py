@@ -63,7 +63,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from portflow.alpha import stats
-from portflow.alpha.cluster import ClusterResult, cluster_returns
+from portflow.alpha.cluster import ClusterResult, cluster_matrix
 from portflow.alpha.synthesize import synthetic
 from portflow.errors import HealthGateError, suggest
 
@@ -239,6 +239,42 @@ class CandidateRecord:
 
 
 @dataclass(frozen=True)
+class _Detail:
+    """Per-candidate arrays of one selection, in key order, for its audit records."""
+
+    keys: list[str]
+    symbols: np.ndarray
+    directions: np.ndarray
+    cluster_of: np.ndarray
+    features: dict[str, np.ndarray]
+    probabilities: dict[str, np.ndarray]
+    log_alpha: np.ndarray
+    tick: np.ndarray
+    lot: np.ndarray
+    entered: dict[int, int]
+    winners: frozenset[int]
+
+    def records(self, th: Mapping[str, float]) -> tuple[CandidateRecord, ...]:
+        out = []
+        for i, key in enumerate(self.keys):
+            row = {k: float(v[i]) for k, v in self.features.items()}
+            out.append(CandidateRecord(
+                key=key,
+                symbol=str(self.symbols[i]),
+                direction=str(self.directions[i]),
+                cluster=int(self.cluster_of[i]),
+                features={k: _num(row[k]) for k in (*FEATURES, *INFO_COLUMNS)},
+                probabilities={k: float(p[i]) for k, p in self.probabilities.items()},
+                score=float(np.exp(self.log_alpha[i])),
+                log_score=float(self.log_alpha[i]),
+                vetoes=tuple(_vetoes_for(row, float(self.tick[i]), float(self.lot[i]), th)),
+                winner=i in self.winners,
+                stage_selected=self.entered.get(i) if i in self.winners else None,
+            ))
+        return tuple(out)
+
+
+@dataclass(frozen=True)
 class SelectionResult:
     """Outcome of ``select_htr``.
 
@@ -253,12 +289,19 @@ class SelectionResult:
     short_of_min_winners: bool
     thresholds: dict[int, dict[str, float]]
     funnel: tuple[dict[str, int], ...]
-    records: tuple[CandidateRecord, ...]
+    detail: _Detail
     clusters: ClusterResult
     params: SelectionParams
     window_start: str | None
     window_end: str | None
     n_bars: int
+
+    @property
+    def records(self) -> tuple[CandidateRecord, ...]:
+        """One audit row per candidate, key order, with its vetoes at the reached stage's
+        thresholds and their reasons (built when read: walk-forward windows never read
+        them)."""
+        return self.detail.records(self.thresholds[self.stage])
 
     def table(self) -> pd.DataFrame:
         """Records as a frame indexed by key: features, score, cluster, winner, n_vetoes."""
@@ -358,11 +401,30 @@ def compute_features(
     annual_vol annual fractions, stability 1/annual vol, cvar a per-bar return, liquidity
     quote currency, the rest dimensionless. friction_cost = annual_vol·√(1e6/liquidity).
     """
-    keys = sorted(returns.columns, key=str)
-    cand = candidates.set_axis(candidates.index.map(str)).loc[[str(k) for k in keys]]
+    keys, x, cand = _aligned(returns, candidates)
+    table = _features(x, cand, params)
+    return pd.DataFrame(table, index=pd.Index(keys, name="key"))
+
+
+def _aligned(returns: pd.DataFrame,
+             candidates: pd.DataFrame) -> tuple[list[str], np.ndarray, pd.DataFrame]:
+    """Keys in `str` order, the raw returns (T, N) and the candidates in that order."""
+    keys = sorted(map(str, returns.columns))
+    cols = [str(c) for c in returns.columns]
+    x = returns.to_numpy(dtype=np.float64)
+    if cols != keys:
+        x = x[:, [cols.index(k) for k in keys]]
+    cand = candidates.set_axis(candidates.index.map(str))
+    if list(cand.index) != keys:
+        cand = cand.loc[keys]
+    return keys, x, cand
+
+
+def _features(x: np.ndarray, cand: pd.DataFrame, params: SelectionParams) -> dict[str, np.ndarray]:
+    """The feature columns of :func:`compute_features` from aligned arrays."""
     short = cand["direction"].to_numpy() == "SHORT"
     sign = np.where(short, -1.0, 1.0)
-    s = synthetic(returns[keys].to_numpy(dtype=np.float64), short)
+    s = synthetic(x, short)
     ppy = params.periods_per_year
     vol = stats.annual_vol(s, ppy)
     hurst = stats.hurst_rs(s)
@@ -385,9 +447,9 @@ def compute_features(
         "annual_vol": vol,
         "hurst": hurst,
         "friction_cost": friction_cost,
-        "n_bars": np.full(len(keys), float(s.shape[0])),
+        "n_bars": np.full(s.shape[1], float(s.shape[0])),
     }
-    return pd.DataFrame(table, index=pd.Index([str(k) for k in keys], name="key"))
+    return table
 
 
 def _fmt(x: float) -> str:
@@ -471,6 +533,24 @@ def _vetoes_for(
     return out
 
 
+def _veto_masks(
+    cols: Mapping[str, np.ndarray], tick: np.ndarray, lot: np.ndarray, th: Mapping[str, float]
+) -> dict[str, np.ndarray]:
+    """Which candidates each veto of :func:`_vetoes_for` strikes, vectorised (the same
+    comparisons: a value that cannot be computed fails its veto)."""
+    with np.errstate(invalid="ignore"):
+        return {
+            "tick_size": ~(np.isfinite(tick) & (tick > 0)),
+            "lot_size": ~(np.isfinite(lot) & (lot > 0)),
+            "entropy": ~(cols["entropy"] <= th["entropy_max"]),
+            "efficiency": ~(cols["efficiency"] >= th["efficiency_min"]),
+            "kurtosis": ~(cols["kurtosis"] <= th["kurtosis_max"]),
+            "volatility": ~(cols["annual_vol"] <= th["vol_max"]),
+            "friction": ~np.isfinite(cols["liquidity"])
+            | ~(cols["momentum"] - cols["friction_cost"] >= th["friction_hurdle"]),
+        }
+
+
 def _order(keys: list[str], alpha: np.ndarray, idx: np.ndarray) -> list[int]:
     """Positions ``idx`` sorted by alpha desc, then key asc."""
     return sorted((int(i) for i in idx), key=lambda i: (-alpha[i], keys[i]))
@@ -489,50 +569,39 @@ def select_htr(
         NaN if unknown).
     """
     _validate(returns, candidates)
-    feats = compute_features(returns, candidates, params)
-    keys = feats.index.tolist()
+    keys, x, cand = _aligned(returns, candidates)
+    cols = _features(x, cand, params)
     n = len(keys)
-    cand = candidates.set_axis(candidates.index.map(str)).loc[keys]
     short = cand["direction"].to_numpy() == "SHORT"
-    syn = pd.DataFrame(
-        synthetic(returns[sorted(returns.columns, key=str)].to_numpy(dtype=np.float64), short),
-        index=returns.index,
-        columns=keys,
-    )
 
     probs: dict[str, np.ndarray] = {}
     log_alpha = np.zeros(n)
     for name, (weight, ascending) in params.weights.items():
-        p = rank_probabilities(feats[name].to_numpy(), ascending)
+        p = rank_probabilities(cols[name], ascending)
         probs[name] = p
         log_alpha += weight * np.log(p)
     alpha = np.exp(log_alpha)
 
-    clusters = cluster_returns(syn, params.cluster_threshold, params.max_clusters)
-    cluster_of = clusters.labels.reindex(keys).to_numpy(dtype=np.int64)
+    clusters = cluster_matrix(synthetic(x, short), keys, params.cluster_threshold,
+                              params.max_clusters)
+    cluster_of = clusters.labels.to_numpy(dtype=np.int64)
     by_cluster = [
         _order(keys, alpha, np.flatnonzero(cluster_of == c)) for c in range(clusters.n_clusters)
     ]
 
     tick = _numeric(cand, "tick_size")
     lot = _numeric(cand, "lot_size")
-    cols = {k: feats[k].to_numpy(dtype=np.float64) for k in feats.columns}
-    rows = [{k: float(v[i]) for k, v in cols.items()} for i in range(n)]
-
-    def vetoes_at(stage: int) -> list[list[dict[str, Any]]]:
-        th = params.thresholds(stage)
-        return [_vetoes_for(rows[i], tick[i], lot[i], th) for i in range(n)]
 
     thresholds: dict[int, dict[str, float]] = {}
     funnel: list[dict[str, int]] = []
     entered: dict[int, int] = {}
-    vetoes = vetoes_at(1)
+    masks = _veto_masks(cols, tick, lot, params.thresholds(1))
     stage = 0
     for stage in (1, 2, 3, 4):
         thresholds[stage] = params.thresholds(stage)
         if stage == 2:
-            vetoes = vetoes_at(2)
-        eligible = np.array([not v for v in vetoes])
+            masks = _veto_masks(cols, tick, lot, thresholds[2])
+        eligible = ~np.logical_or.reduce(list(masks.values()))
         # Stage 3, the factor floor, holds once stage 2 ran (module docstring step 6.3).
         if stage in (1, 2):
             # The top_n of each cluster among its eligible members; a stage-1 winner still
@@ -553,34 +622,17 @@ def select_htr(
         if len(entered) >= params.min_winners:
             break
 
-    symbols = cand["symbol"].to_numpy()
-    directions = cand["direction"].to_numpy()
     ranked = _order(keys, alpha, np.fromiter(entered, dtype=np.int64, count=len(entered)))
     winners_idx = ranked[: params.max_winners]
-    winner_set = set(winners_idx)
-    records = tuple(
-        CandidateRecord(
-            key=keys[i],
-            symbol=str(symbols[i]),
-            direction=str(directions[i]),
-            cluster=int(cluster_of[i]),
-            features={k: _num(rows[i][k]) for k in (*FEATURES, *INFO_COLUMNS)},
-            probabilities={k: float(p[i]) for k, p in probs.items()},
-            score=float(alpha[i]),
-            log_score=float(log_alpha[i]),
-            vetoes=tuple(vetoes[i]),
-            winner=i in winner_set,
-            stage_selected=entered.get(i) if i in winner_set else None,
-        )
-        for i in range(n)
-    )
+    detail = _Detail(keys, cand["symbol"].to_numpy(), cand["direction"].to_numpy(), cluster_of,
+                     cols, probs, log_alpha, tick, lot, entered, frozenset(winners_idx))
     result = SelectionResult(
         stage=stage,
         winners=tuple(keys[i] for i in winners_idx),
         short_of_min_winners=len(winners_idx) < params.min_winners,
         thresholds=thresholds,
         funnel=tuple(funnel),
-        records=records,
+        detail=detail,
         clusters=clusters,
         params=params,
         window_start=str(returns.index[0]),
@@ -588,14 +640,11 @@ def select_htr(
         n_bars=int(returns.shape[0]),
     )
     if len(winners_idx) < 2:
-        counts: dict[str, int] = {}
-        for v in vetoes:
-            for item in v:
-                counts[item["veto"]] = counts.get(item["veto"], 0) + 1
-        detail = ", ".join(f"{k} {c}" for k, c in sorted(counts.items())) or "none"
+        counts = {k: int(m.sum()) for k, m in masks.items() if m.any()}
+        struck = ", ".join(f"{k} {c}" for k, c in sorted(counts.items())) or "none"
         err = HealthGateError(
             f"HTR selection kept {len(winners_idx)} winner(s) of {n} candidates after stage "
-            f"{stage} (need at least 2; min_winners {params.min_winners}); vetoes: {detail}; "
+            f"{stage} (need at least 2; min_winners {params.min_winners}); vetoes: {struck}; "
             "see selection.json for each candidate's reasons, or widen the candidate pool"
         )
         err.result = result  # type: ignore[attr-defined]

@@ -30,12 +30,13 @@ class Atom:
 
 def make_atoms(winners: list[str], info: pd.DataFrame) -> list[Atom]:
     """Step 1. `info`: indexed by candidate key with columns symbol, direction, logic."""
+    cols = {c: dict(zip(info.index, info[c].to_numpy(dtype=object), strict=True))
+            for c in ("symbol", "logic", "direction")}
     atoms = []
     for key in winners:
-        row = info.loc[key]
-        atoms.append(Atom(atom=f"{row['symbol']}:{row['logic']}:{row['direction']}",
-                          symbol=str(row["symbol"]), logic=str(row["logic"]),
-                          direction=str(row["direction"]), key=key))
+        symbol, logic, direction = (str(cols[c][key]) for c in ("symbol", "logic", "direction"))
+        atoms.append(Atom(atom=f"{symbol}:{logic}:{direction}", symbol=symbol, logic=logic,
+                          direction=direction, key=key))
     return atoms
 
 

@@ -18,19 +18,22 @@ calling the very ``sleeve.produce`` the production steps use at every rebalance:
    and records why. The benchmark targets the eligible candidates that pass Strict Health,
    equally weighted (signed by direction).
 3. The out-of-sample period starts at the first window whose ``produce`` gave targets.
-4. Simulation (:func:`simulate`), per method and for the benchmark, in physical space with
-   signed weights (fraction of equity; a short is negative). At the close of b[r_k] the
-   portfolio trades from its drifted weights d to the targets w (fractions of the equity
-   before the trade): turnover = Σ|w − d| (the first window trades from cash, d = 0), cost =
-   (commission + slippage) × turnover, paid in cash. Inside the test window positions hold
-   their shares: with r the physical simple returns (a short's r capped at +100%: it loses at
-   most its notional per bar, as in synthesis) and g_i(j) = Π_{k≤j}(1 + r_i(k)), equity
-   V(j) = 1 − cost + Σ_i w_i (g_i(j) − 1) (cash earns nothing) and the day's return
-   V(j)/V(j−1) − 1 with V(0) = 1: the first test bar earns the new holdings' return less the
-   cost, so costs reduce wealth by exactly the traded notional × rate. The weights drift to
-   w_i g_i / V at the window's end, which the next window trades from. A symbol without a bar
-   on a test day (delisted, or its bars stop before a toxic print) keeps its last clean price
-   (return 0) and is sold at the next rebalance.
+4. Simulation (:func:`simulate`), per method and for the benchmark, in the optimiser's own
+   synthetic space (SPEC §6.3) and reported with physical signs: each atom is a position of
+   |w| of equity whose return is its synthetic return — r for a LONG, −min(r, 1) for a SHORT
+   (a short earns −r and loses at most its notional per bar; its notional follows its value,
+   as the series the optimiser weighed does) — on the physical simple returns r of its
+   symbol. At the close of b[r_k] the book trades from its drifted weights d to the targets w
+   (signed fractions of equity): turnover = Σ|w − d| (the first window trades from cash,
+   d = 0) and cost = (commission + slippage) × turnover is paid from equity then, so the
+   positions are (1 − cost)·|w|. Inside the window they compound: with g_i(j) the growth of
+   atom i to test bar j, V(j) = (1 − cost) Σ_i |w_i| g_i(j) and the day's return is
+   V(j)/V(j−1) − 1 with V(0) = 1 — the first test bar earns the new holdings' return less
+   the cost, (1 − cost)(1 + gross) − 1. The weights drift to w_i g_i / Σ|w| g (still
+   summing to 1 in absolute value: no cash, no leverage), which the next window trades from,
+   or keeps when its gate failed. A symbol without a bar on a test day (delisted, or its bars
+   stop before a toxic print) keeps its last clean price (return 0) and is sold at the next
+   rebalance.
 5. Metrics (:func:`metrics`) on the stitched daily returns: P bars a year by calendar (365 for
    24/7, 252 for exchange sessions), CAGR = Π(1 + r)^(P/n) − 1, annual vol = std(r)·√P
    (ddof 1), Sharpe = mean(r − r_f)/std(r)·√P, Sortino with the downside deviation
@@ -60,6 +63,7 @@ from portflow import clock
 from portflow.alpha import sleeve
 from portflow.alpha.settings import SleeveSettings
 from portflow.alpha.stats import per_bar_rate
+from portflow.alpha.synthesize import synthetic
 from portflow.alpha.view import SleeveView
 from portflow.config.models import FilterNode
 from portflow.data.scan import filter_mask
@@ -319,15 +323,16 @@ def simulate(
         wv = np.array([h.weight for h in targets])
         n_bars = w.test_end - w.test_start + 1
         growth = np.ones((n_bars, len(targets)))
-        value = np.full(n_bars, 1.0 - cost)
         if len(targets):
             r = r_all[w.test_start:w.test_end + 1][:, [col[h.symbol] for h in targets]]
-            r = np.where((wv < 0)[None, :], np.minimum(r, 1.0), r)
-            growth = np.cumprod(1.0 + r, axis=0)
-            value = value + (growth - 1.0) @ wv
-        out.append(value / np.concatenate([[1.0], value[:-1]]) - 1.0)
-        weights = {h.atom: float(x) for h, x in zip(targets, wv * growth[-1] / value[-1],
-                                                      strict=True)}
+            growth = np.cumprod(1.0 + synthetic(r, wv < 0), axis=0)
+        # fully invested in synthetic space: V(j) = (1 − cost) Σ|w_i| g_i(j), V(0) = 1
+        value = (1.0 - cost) * (growth @ np.abs(wv)) if len(targets) else np.ones(n_bars)
+        prev = np.concatenate([[1.0], value[:-1]])
+        # a book wiped out (a lone short that lost its whole notional) stays at 0: return 0
+        out.append(np.divide(value, prev, out=np.ones_like(value), where=prev > 0) - 1.0)
+        drifted = wv * growth[-1] / max(float(growth[-1] @ np.abs(wv)), 1e-300)
+        weights = {h.atom: float(x) for h, x in zip(targets, drifted, strict=True)}
     return Path(np.concatenate(out) if out else np.empty(0), rows, turnovers, costs, targets,
                 weights)
 

@@ -10,19 +10,21 @@ The target weights of every out-of-sample window are replayed through vectorbt's
    equity before the trade, as in portflow.
 2. Prices: the same closes; a missing bar holds the last price (a delisted symbol exits at its
    last clean price in both).
-3. Without costs the two simulations are the same mechanics (trade at the rebalance close,
-   hold shares through the test window, stitch): the equity curves must agree on every bar
-   within ``EXACT_TOLERANCE`` — rounding, and vectorbt's skipping of orders below its size
-   epsilon (an optimiser's weights of order 1e-9 are not traded there).
-4. With costs they differ by construction, so that comparison is reported, not asserted:
-   portflow charges (commission + slippage) × turnover in cash and may finance that fee for the
-   window (its targets are fractions of the pre-trade equity and are bought in full), booked in
-   the first test bar's return (SPEC §6.7); vectorbt books the fee at the rebalance bar and
-   never spends more cash than it has, so on a fully invested rebalance it shrinks the last
-   buy by the fees already paid. Rebalance bars are skipped in that comparison (the fee's bar
-   differs); the remaining gap is of the order of the fees themselves.
-5. Not reproduced by vectorbt: portflow caps a short's loss at 100% of its notional per bar (as
-   in synthesis); on a bar where a shorted symbol more than doubles the curves part.
+3. Without costs a long book is the same mechanics in both (trade at the rebalance close, hold
+   shares through the test window, stitch): the equity curves must agree on every bar within
+   ``EXACT_TOLERANCE`` — rounding, and vectorbt's skipping of orders below its size epsilon
+   (an optimiser's weights of order 1e-9 are not traded there).
+4. A short differs by construction: vectorbt holds a fixed number of shares short, portflow a
+   short atom whose notional follows its value (the synthetic return −min(r, 1) the optimiser
+   weighed, compounded bar by bar, loss capped at 100% of notional per bar). Over a test
+   window the two part by the second-order effect of that rebalancing; the gap is reported
+   (``without_costs_max_equity_rel_diff``), and the exact comparison applies to long books.
+5. With costs they differ by construction too, so that comparison is reported, not asserted:
+   portflow pays (commission + slippage) × turnover out of equity at the trade and stays fully
+   invested, booking it in the first test bar's return (SPEC §6.7); vectorbt books the fee at
+   the rebalance bar and never spends more cash than it has, so on a fully invested
+   rebalance it shrinks the last buy by the fees already paid. Rebalance bars are skipped in
+   that comparison (the fee's bar differs).
 """
 
 from __future__ import annotations
@@ -130,14 +132,17 @@ def replay(view: SleeveView, settings: SleeveSettings,
         value = vectorbt_equity(close, column, oos, dates, rate).reindex(ours.index)
         costly[column] = float((value[keep] / ours[column][keep] - 1.0).abs().max())
         curves[column] = value.pct_change().fillna(value.iloc[0] - 1.0)
+    long_only = bool((res.windows["weight"] >= 0).all())
     record = {
         "without_costs_max_equity_rel_diff": max(exact.values()),
         "without_costs_tolerance": EXACT_TOLERANCE,
+        "exact_expected": long_only,
         "with_costs_max_equity_rel_diff": max(costly.values()),
         "per_method": {"without_costs": exact, "with_costs": costly},
         "conventions": "orders at the rebalance close, target percent of pre-trade equity,"
-                       " cash sharing; without costs the curves must agree to rounding; with"
-                       " costs vectorbt books fees at the rebalance bar and never finances them"
-                       " (see portflow.alpha.vbt_check)",
+                       " cash sharing; without costs a long book must agree to rounding, shorts"
+                       " part by vectorbt's fixed-share shorts vs portflow's synthetic short"
+                       " atoms; with costs vectorbt books fees at the rebalance bar and never"
+                       " spends more cash than it has (see portflow.alpha.vbt_check)",
     }
     return pd.DataFrame(curves, index=ours.index), record
