@@ -322,7 +322,7 @@ def simulate(
         held = {h.atom: h for h in targets}
         wv = np.array([h.weight for h in targets])
         n_bars = w.test_end - w.test_start + 1
-        growth = np.ones((n_bars, len(targets)))
+        growth: np.ndarray = np.ones((n_bars, len(targets)))
         if len(targets):
             r = r_all[w.test_start:w.test_end + 1][:, [col[h.symbol] for h in targets]]
             growth = np.cumprod(1.0 + synthetic(r, wv < 0), axis=0)
