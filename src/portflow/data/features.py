@@ -228,8 +228,13 @@ def _by_key(table: pa.Table) -> dict[Key, pa.Table]:
 
 def matrix_keys(path: Path) -> set[tuple[str, str]]:
     """The (provider, symbol) pairs the matrix at `path` holds rows of (from its fingerprints;
-    a provider key never contains ':', a symbol may)."""
-    return {tuple(k.split(":", 1)) for k in read_fingerprints(path)}  # type: ignore[misc]
+    a provider key never contains ':', a symbol may); none for a matrix that does not open:
+    the backfill rebuilds it (step 5) and says so."""
+    try:
+        fps = read_fingerprints(path)
+    except (OSError, ValueError, pa.ArrowException):  # ArrowInvalid is a ValueError
+        return set()
+    return {tuple(k.split(":", 1)) for k in fps}  # type: ignore[misc]
 
 
 def read_fingerprints(path: Path) -> dict[str, str]:
