@@ -5,77 +5,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from tests.alpha.views import AS_OF, make_settings, make_view, prices
 
 from portflow import clock
 from portflow.alpha import validate, vbt_check
 from portflow.alpha.settings import SleeveSettings
 from portflow.alpha.validate import BENCHMARK, Decision, Holding, Window
-from portflow.alpha.view import Bars, MetaVersions, RatingsHistory, SleeveCandidate, SleeveView
-from portflow.context import Context
+from portflow.alpha.view import SleeveView
 from portflow.data.candidates import Direction
-from portflow.ratings.panel import frames_panel, rate
-
-AS_OF = pd.Timestamp("2026-06-30", tz="UTC")
-
-
-def _prices(calendar: str, n_symbols: int, n_bars: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bar dates (int64 ns) and closes (n_bars, n_symbols) of a small factor market with
-    persistent trends, so selection has signal and clusters have structure."""
-    end = clock.last_closed_bar(calendar, AS_OF)
-    dates = clock.sessions(calendar, clock.start_for_bars(calendar, end, n_bars), end)
-    dates = dates.as_unit("ns").asi8
-    rng = np.random.default_rng(seed)
-    sectors = rng.integers(0, 4, n_symbols)
-    market = rng.standard_t(5, n_bars) * 0.012
-    factor = rng.standard_t(5, (n_bars, 4)) * 0.01
-    trend = np.repeat(rng.normal(0, 0.0015, (n_bars // 60 + 1, n_symbols)), 60, axis=0)[:n_bars]
-    r = market[:, None] + factor[:, sectors] + trend + rng.normal(0, 0.015, (n_bars, n_symbols))
-    return dates, 50.0 * np.exp(np.cumsum(r, axis=0))
-
-
-def make_view(calendar: str = "24/7", n_symbols: int = 24, n_bars: int = 520, seed: int = 3,
-              direction: Direction = Direction.LONG,
-              closes: np.ndarray | None = None) -> SleeveView:
-    """A complete point-in-time view built in memory: bars, ADX and ratings from the ratings
-    engine (as feature-backfill computes them), metadata known from the start."""
-    dates, px = _prices(calendar, n_symbols, n_bars, seed)
-    if closes is not None:
-        px = closes
-    rng = np.random.default_rng(seed + 1)
-    wick = 1.0 + np.abs(rng.normal(0, 0.01, px.shape))
-    frames = [{"open": px[:, j] / wick[:, j] ** 0.5, "high": px[:, j] * wick[:, j],
-               "low": px[:, j] / wick[:, j], "close": px[:, j],
-               "volume": np.full(n_bars, 5e7) / px[:, j]} for j in range(n_symbols)]
-    panel, _ = frames_panel(frames)
-    ratings = rate(panel)
-    symbols = [f"S{j:03d}" for j in range(n_symbols)]
-    bars, hist, meta = {}, {}, {}
-    for j, s in enumerate(symbols):
-        f = frames[j]
-        bars[s] = Bars(ts=dates, open=f["open"], high=f["high"], low=f["low"], close=f["close"],
-                       volume=f["volume"], adx=ratings.adx[:, j].copy())
-        hist[s] = RatingsHistory(dates, {k: getattr(ratings, k)[:, j].copy() for k in
-                                         ("recommend_all", "recommend_ma", "recommend_other")})
-        meta[s] = MetaVersions(np.array([dates[0]]), np.array([0.01]), np.array([1.0]))
-    cands = tuple(SleeveCandidate(f"{s}:{direction.value}", s, direction, "scan", calendar)
-                  for s in symbols)
-    return SleeveView(AS_OF, cands, bars, hist, meta)
-
-
-def make_settings(calendar: str = "24/7", **backtest: Any) -> SleeveSettings:
-    profile = "crypto_long" if calendar == "24/7" else "equities_long"
-    cfg = Context(data_dir=Path("unused"), config_dir=None, as_of=AS_OF).resolved(profile)
-    cfg["health"].update(min_assets=5, min_healthy_fraction=0.5)
-    cfg["selection"].update(min_winners=5, max_winners=10)
-    cfg["backtest"].update(train_bars=150, test_bars=20, step_bars=20, **backtest)
-    cfg["scanners"] = ["scan"]
-    return SleeveSettings.from_config(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +129,7 @@ def test_no_look_ahead_changing_the_future_keeps_every_earlier_decision(long_run
     dates = validate.bar_dates(view, settings.calendar)
     cut = 330  # change every bar after this one
     t = pd.Timestamp(int(dates[cut]), tz="UTC")
-    _, px = _prices("24/7", 24, 520, 3)
+    _, px = prices("24/7", 24, 520, 3)
     noise = np.exp(np.cumsum(np.random.default_rng(5).normal(0, 0.05, px.shape), axis=0))
     px2 = px.copy()
     px2[cut + 1:] *= noise[cut + 1:] / noise[cut]

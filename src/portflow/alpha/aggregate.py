@@ -17,6 +17,12 @@ for production and for every walk-forward window alike.
    is the compounded return over the interval — never dropped days, never zero-filled days.
 4. Gate: when the healthy share is below `min_healthy_fraction` or fewer than `min_assets`
    remain, `HealthGateError` (exit 3) with the numbers.
+
+:func:`window_from_panel` computes the same window from a view's :class:`Panel` (one calendar
+for every candidate): a candidate with a bar on every session of the window and none off its
+calendar, not flat and not excluded in Phase 1 is healthy by slicing; any other goes through
+step 2 on its own bars, so
+every reason is the same as :func:`build_window`'s (tested equal).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from portflow import clock
-from portflow.alpha.view import Bars
+from portflow.alpha.view import Bars, Panel
 from portflow.errors import HealthGateError
 
 FLAT_BARS = 5
@@ -170,15 +176,23 @@ def build_window(
         medians = np.median(np.vstack(list(traded.values())), axis=1)
     else:  # a window shorter than LIQUIDITY_BARS over a young history
         medians = np.array([np.median(v) for v in traded.values()])
-    liquidity = {k: float(m) for k, m in zip(traded, medians, strict=True)}
     keys = list(closes)
     close_mat = (np.column_stack([closes[k] for k in keys]) if keys
                  else np.empty((index.size, 0)))
+    return _finish(close_mat, keys, medians, health, cal, index, len(candidates),
+                   min_healthy_fraction, min_assets)
+
+
+def _finish(close_mat: np.ndarray, keys: list[str], medians: np.ndarray,
+            health: list[dict[str, Any]], cal: str, index: pd.DatetimeIndex, n: int,
+            min_healthy_fraction: float, min_assets: int) -> Window:
+    """Step 3's returns of the healthy columns and step 4's gate."""
+    liquidity = {k: float(m) for k, m in zip(keys, medians, strict=True)}
     close_df = pd.DataFrame(close_mat, index=index, columns=keys)
     returns = pd.DataFrame(close_mat[1:] / close_mat[:-1] - 1.0, index=index[1:], columns=keys)
     window = Window(returns=returns, closes=close_df, health=health, calendar=cal,
                     window_end=index[-1], liquidity=liquidity)
-    n, ok = len(candidates), len(closes)
+    ok = len(keys)
     share = ok / n
     if share < min_healthy_fraction or ok < min_assets:
         why = []
@@ -192,3 +206,72 @@ def build_window(
         err.window = window  # type: ignore[attr-defined]
         raise err
     return window
+
+
+def window_from_panel(
+    candidates: list[CandidateBars],
+    panel: Panel,
+    as_of: pd.Timestamp,
+    lookback_bars: int,
+    min_healthy_fraction: float,
+    min_assets: int,
+) -> Window:
+    """:func:`build_window` from a view's panel (module docstring); every candidate on the
+    panel's calendar."""
+    if not candidates:
+        raise HealthGateError("no candidates to aggregate: the data run found none for this sleeve")
+    cal = panel.calendar
+    index = window_index(cal, as_of, lookback_bars)
+    span = index.as_unit("ns").asi8
+    i1 = panel.row(int(span[-1]))
+    i0 = i1 - span.size + 1
+    if (i0 < 0 or panel.dates[i1] != span[-1] or span.size < LIQUIDITY_BARS
+            or any(c.calendar != cal for c in candidates)):
+        return build_window(candidates, as_of, lookback_bars, min_healthy_fraction, min_assets)
+    ordered = sorted(candidates, key=lambda c: c.key)
+    cols = np.array([panel.col.get(c.symbol, -1) for c in ordered])
+    known = cols >= 0
+    c_ = np.where(known, cols, 0)
+    full = known & panel.aligned[c_] & (panel.present[i1 + 1, c_] - panel.present[i0, c_]
+                                        == span.size)
+    last5 = panel.close[i1 - FLAT_BARS + 1:i1 + 1, c_]
+    flat = np.all(last5 == last5[-1], axis=0)
+    excluded = np.array([c.phase1_status is not None and c.phase1_status != "healthy"
+                         for c in ordered])
+    fast = full & ~flat & ~excluded
+    cals = {cal: _Calendar.at(cal, as_of, span)}
+    health: list[dict[str, Any]] = []
+    columns, keys = [], []
+    last_bar = _day(span[-1])
+    slow_close, slow_traded = {}, {}
+    for c, j, ok in zip(ordered, c_, fast, strict=True):
+        rec: dict[str, Any] = {"key": c.key, "symbol": c.symbol, "direction": c.direction,
+                               "calendar": c.calendar}
+        if ok:
+            rec.update(healthy=True, reasons=[], last_bar=last_bar)
+            columns.append(j)
+            keys.append(c.key)
+        else:  # step 2 on its own bars: its exact reasons (or healthy after all)
+            reasons = _strict_health(c, cals[cal], span)
+            rec.update(healthy=not reasons, reasons=reasons)
+            if not reasons:
+                assert c.bars is not None
+                n = int(np.searchsorted(c.bars.ts, span[-1], side="right"))
+                pos = np.searchsorted(c.bars.ts[:n], span, side="right") - 1
+                slow_close[c.key] = c.bars.close[:n][pos]
+                slow_traded[c.key] = np.median(c.bars.close[:n][-LIQUIDITY_BARS:]
+                                               * c.bars.volume[:n][-LIQUIDITY_BARS:])
+                rec["last_bar"] = _day(c.bars.ts[n - 1])
+                columns.append(-1)
+                keys.append(c.key)
+        health.append(rec)
+    idx = np.array(columns, dtype=np.int64)
+    close_mat = panel.close[i0:i1 + 1][:, np.maximum(idx, 0)]
+    medians = np.median(panel.traded[i1 - LIQUIDITY_BARS + 1:i1 + 1][:, np.maximum(idx, 0)],
+                        axis=0)
+    for k, key in enumerate(keys):
+        if idx[k] < 0:
+            close_mat[:, k] = slow_close[key]
+            medians[k] = slow_traded[key]
+    return _finish(close_mat, keys, medians, health, cal, index, len(candidates),
+                   min_healthy_fraction, min_assets)

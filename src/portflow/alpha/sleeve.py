@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from portflow.alpha import synthesize
-from portflow.alpha.aggregate import CandidateBars, Window, build_window
+from portflow.alpha.aggregate import CandidateBars, Window, build_window, window_from_panel
 from portflow.alpha.analyze import Analysis, analyze_window, equal_weight_proxy
 from portflow.alpha.optimize import OptimizationResult, optimize
 from portflow.alpha.select import SelectionResult, select_htr
@@ -121,8 +121,12 @@ def select(view: SleeveView, settings: SleeveSettings) -> Selection:
         )
         for c in view.candidates
     ]
-    window = build_window(cands, view.as_of, settings.lookback_bars,
-                          settings.min_healthy_fraction, settings.min_assets)
+    if view.panel is not None:
+        window = window_from_panel(cands, view.panel, view.as_of, settings.lookback_bars,
+                                   settings.min_healthy_fraction, settings.min_assets)
+    else:
+        window = build_window(cands, view.as_of, settings.lookback_bars,
+                              settings.min_healthy_fraction, settings.min_assets)
     info, before_first = selection_inputs(view, window)
     try:
         result = select_htr(window.returns, info, settings.selection)
@@ -137,32 +141,46 @@ def selection_inputs(view: SleeveView, window: Window) -> tuple[pd.DataFrame, tu
     by_key = {c.key: c for c in view.candidates}
     end_ns = int(window.window_end.value)
     clock_ns = int(pd.Timestamp(view.as_of).value)
-    rows, before_first = [], set()
-    for key in window.healthy:
-        c = by_key[key]
-        tick = lot = math.nan
+    healthy = [by_key[k] for k in window.healthy]
+    tick, lot = np.full(len(healthy), math.nan), np.full(len(healthy), math.nan)
+    before_first = set()
+    for i, c in enumerate(healthy):
         meta = view.metadata.get(c.symbol)
         if meta is not None:
-            tick, lot, before = meta.at(clock_ns)
+            tick[i], lot[i], before = meta.at(clock_ns)
             if before:
                 before_first.add(c.symbol)
-        ratings = view.ratings.get(c.symbol)
-        bars = view.bars[c.symbol]
-        last = int(np.searchsorted(bars.ts, end_ns, side="right")) - 1
-        rows.append({
-            "symbol": c.symbol,
-            "direction": c.direction.value,
-            "logic": c.logic,
-            "tick_size": tick,
-            "lot_size": lot,
-            "liquidity": window.liquidity[key],
-            "recommend_all": math.nan if ratings is None else ratings.last("recommend_all", end_ns),
-            "adx": float(bars.adx[last]) if last >= 0 else math.nan,
-        })
-    info = pd.DataFrame(rows, index=pd.Index(list(window.healthy), name="key"),
-                        columns=["symbol", "direction", "logic", "tick_size", "lot_size",
-                                 "liquidity", "recommend_all", "adx"])
+    panel = view.panel
+    if panel is not None and panel.calendar == window.calendar:  # as of the window end
+        row = panel.row(end_ns)
+        cols = [panel.col[c.symbol] for c in healthy]
+        rating = panel.ratings["recommend_all"][row, cols]
+        adx = panel.adx[row, cols]
+    else:
+        rating = np.array([_last_rating(view, c.symbol, end_ns) for c in healthy])
+        adx = np.array([_last_adx(view, c.symbol, end_ns) for c in healthy])
+    info = pd.DataFrame({
+        "symbol": [c.symbol for c in healthy],
+        "direction": [c.direction.value for c in healthy],
+        "logic": [c.logic for c in healthy],
+        "tick_size": tick,
+        "lot_size": lot,
+        "liquidity": [window.liquidity[c.key] for c in healthy],
+        "recommend_all": rating,
+        "adx": adx,
+    }, index=pd.Index(list(window.healthy), name="key"))
     return info, tuple(sorted(before_first))
+
+
+def _last_rating(view: SleeveView, symbol: str, t_ns: int) -> float:
+    ratings = view.ratings.get(symbol)
+    return math.nan if ratings is None else ratings.last("recommend_all", t_ns)
+
+
+def _last_adx(view: SleeveView, symbol: str, t_ns: int) -> float:
+    bars = view.bars[symbol]
+    last = int(np.searchsorted(bars.ts, t_ns, side="right")) - 1
+    return float(bars.adx[last]) if last >= 0 else math.nan
 
 
 # -- step 2 -----------------------------------------------------------------------------------

@@ -168,20 +168,23 @@ def eligible_keys(view: SleeveView, rules: Mapping[str, Any] | None, asof_ns: in
     by_dir: dict[str, list[Any]] = {}
     for c in view.candidates:
         by_dir.setdefault(c.direction.value, []).append(c)
+    panel = view.panel
     for direction, cands in by_dir.items():
         rule = rules.get(direction)
         if rule is None:
             out += [c.key for c in cands]
             continue
         node = _FILTER.validate_python(rule)
-        rows = {}
-        for name in ("recommend_all", "recommend_ma", "recommend_other"):
-            rows[name] = [
-                view.ratings[c.symbol].last(name, asof_ns)
-                if c.symbol in view.ratings and name in view.ratings[c.symbol].values
-                else math.nan
-                for c in cands
-            ]
+        if panel is not None:
+            row = panel.row(asof_ns)
+            cols = [panel.col.get(c.symbol, -1) for c in cands]
+            rows = {name: [m[row, j] if j >= 0 and row >= 0 else math.nan for j in cols]
+                    for name, m in panel.ratings.items()}
+        else:
+            rows = {name: [view.ratings[c.symbol].last(name, asof_ns)
+                           if c.symbol in view.ratings and name in view.ratings[c.symbol].values
+                           else math.nan for c in cands]
+                    for name in ("recommend_all", "recommend_ma", "recommend_other")}
         mask = filter_mask(pd.DataFrame(rows), node)
         out += [c.key for c, ok in zip(cands, mask, strict=True) if ok]
     return sorted(out)

@@ -11,18 +11,26 @@ then needs the same view at earlier clocks. So:
    the health verdicts and metadata versions recorded by the time D ended (the lakehouse keeps
    their history, :mod:`portflow.lakehouse.store` rule 5). Nothing else is read afterwards.
 2. :meth:`SleeveView.at` cuts the view at an earlier clock t without copying: bars and ratings
-   to the last closed bar at t, toxic marks to those whose offending bar is at or before it.
+   to the last closed bar at t (sliced lazily, when a symbol's are read), toxic marks to those
+   whose offending bar is at or before it.
    Metadata versions are looked up at the window end by :meth:`MetaVersions.at`: the version
    valid then, or — for a date before a symbol's first recorded version — that first version
    (a documented assumption whose uses are counted in selection.json).
 3. Everything in a view is immutable: arrays are read-only, records frozen.
+4. :class:`Panel`: the same bars laid out once on the sleeve's calendar (sessions × symbols:
+   the close where a bar exists, NaN where none; value traded; ADX and ratings *as of* each
+   session — the last value at or before it), built when the view is read and shared by every
+   cut of it. A window's Strict Health, returns and selection inputs are then slices of it
+   (:func:`portflow.alpha.aggregate.window_from_panel`), not a loop over symbols per window;
+   walk-forward validation cuts the view at ~100-170 clocks.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -149,6 +157,80 @@ class SleeveCandidate:
 
 
 @dataclass(frozen=True)
+class Panel:
+    """Rule 4. dates: int64 UTC ns sessions of `calendar` from the first stored bar to the
+    view's last closed bar; every matrix is (dates, symbols), column `col[symbol]`."""
+
+    calendar: str
+    dates: np.ndarray
+    col: Mapping[str, int]
+    close: np.ndarray
+    traded: np.ndarray
+    adx: np.ndarray
+    ratings: Mapping[str, np.ndarray]
+    present: np.ndarray  # cumulative count of bars, shape (dates + 1, symbols)
+    aligned: np.ndarray  # (symbols,) every bar of the symbol falls on a session
+
+    @classmethod
+    def build(cls, calendar: str, end_ns: int, bars: Mapping[str, Bars],
+              ratings: Mapping[str, RatingsHistory]) -> Panel:
+        symbols = sorted(bars)
+        firsts = [int(bars[s].ts[0]) for s in symbols if len(bars[s])]
+        dates = clock.session_ns(calendar, min(firsts), end_ns) if firsts else \
+            np.empty(0, dtype=np.int64)
+        d, n = dates.size, len(symbols)
+        close = np.full((d, n), np.nan)
+        traded = np.full((d, n), np.nan)
+        adx = np.full((d, n), np.nan)
+        rated = {f: np.full((d, n), np.nan) for f in RATING_FIELDS}
+        aligned = np.zeros(n, dtype=bool)
+        for j, s in enumerate(symbols):
+            b = bars[s]
+            if not len(b):
+                continue
+            pos = np.searchsorted(b.ts, dates, side="right") - 1  # last bar at or before
+            ok = pos >= 0
+            exact = ok & (b.ts[np.maximum(pos, 0)] == dates)
+            close[exact, j] = b.close[pos[exact]]
+            aligned[j] = int(exact.sum()) == len(b)
+            traded[exact, j] = b.close[pos[exact]] * b.volume[pos[exact]]
+            adx[ok, j] = b.adx[pos[ok]]
+            r = ratings.get(s)
+            if r is not None and r.ts.size:
+                rpos = np.searchsorted(r.ts, dates, side="right") - 1
+                rok = rpos >= 0
+                for f, v in r.values.items():
+                    rated[f][rok, j] = v[rpos[rok]]
+        present = np.zeros((d + 1, n), dtype=np.int64)
+        np.cumsum(~np.isnan(close), axis=0, out=present[1:])
+        arrays = [close, traded, adx, present, aligned, *rated.values()]
+        for a in arrays:
+            a.flags.writeable = False
+        return cls(calendar, dates, {s: j for j, s in enumerate(symbols)}, close, traded, adx,
+                   rated, present, aligned)
+
+    def row(self, t_ns: int) -> int:
+        """The index of the last session at or before t_ns (-1 when none)."""
+        return int(np.searchsorted(self.dates, t_ns, side="right")) - 1
+
+
+class _Cut(Mapping[str, Any]):
+    """A symbol → bars (or ratings) mapping that slices each at its cut when it is read."""
+
+    def __init__(self, source: Mapping[str, Any], cut: Mapping[str, int]) -> None:
+        self._source, self._cut = source, cut
+
+    def __getitem__(self, symbol: str) -> Any:
+        return self._source[symbol].upto(self._cut[symbol])
+
+    def __iter__(self) -> Iterator[str]:
+        return (s for s in self._source if s in self._cut)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+@dataclass(frozen=True)
 class SleeveView:
     """Everything one sleeve's production may read, as of `as_of` (see module docstring)."""
 
@@ -158,6 +240,16 @@ class SleeveView:
     ratings: Mapping[str, RatingsHistory]
     metadata: Mapping[str, MetaVersions]
     exclusions: Mapping[str, Exclusion] = field(default_factory=dict)
+    panel: Panel | None = None
+
+    def with_panel(self) -> SleeveView:
+        """This view with its :class:`Panel` (rule 4; one calendar for every candidate)."""
+        cals = {c.calendar for c in self.candidates}
+        if len(cals) != 1:
+            raise ValueError(f"a panel needs one calendar; the candidates have {sorted(cals)}")
+        (cal,) = cals
+        panel = Panel.build(cal, self.last_closed_ns(cal), self.bars, self.ratings)
+        return replace(self, panel=panel)
 
     def last_closed_ns(self, calendar: str) -> int:
         return _ns(clock.last_closed_bar(calendar, self.as_of))
@@ -168,13 +260,12 @@ class SleeveView:
         if as_of > self.as_of:
             raise ValueError(f"a view as of {self.as_of:%Y-%m-%d} cannot see {as_of:%Y-%m-%d}")
         cut = self._cut(as_of)
-        bars = {s: b.upto(cut[s]) for s, b in self.bars.items()}
-        ratings = {s: r.upto(cut[s]) for s, r in self.ratings.items()}
         exclusions = {
             s: e for s, e in self.exclusions.items()
             if e.status != "toxic" or e.bar_ns is None or e.bar_ns <= cut[s]
         }
-        return SleeveView(as_of, self.candidates, bars, ratings, self.metadata, exclusions)
+        return SleeveView(as_of, self.candidates, _Cut(self.bars, cut),
+                          _Cut(self.ratings, cut), self.metadata, exclusions, self.panel)
 
     def restrict(self, keys: Iterable[str]) -> SleeveView:
         """The same view with only the candidates whose key is in `keys`."""
@@ -289,4 +380,4 @@ def read_view(
         metadata=_read_metadata(lake, settings.provider, symbols, recorded_by),
         exclusions=exclusions,
     )
-    return view.at(as_of)
+    return view.at(as_of).with_panel()
