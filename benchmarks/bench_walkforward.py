@@ -71,7 +71,7 @@ def build(n_symbols: int, years: int) -> tuple[SleeveView, SleeveSettings, pd.Da
         meta[sym] = MetaVersions(b.ts[:1], np.array([0.01]), np.array([1.0]))
     cands = tuple(SleeveCandidate(f"{s}:LONG", s, Direction.LONG, "bench", "XNYS")
                   for s in names)
-    view = SleeveView(AS_OF, cands, bars, hist, meta)
+    view = SleeveView(AS_OF, cands, bars, hist, meta).with_panel()
     cfg = Context(data_dir=Path("unused"), config_dir=None, as_of=AS_OF).resolved("equities_long")
     cfg["scanners"] = ["bench"]
     # every candidate eligible: each rebalance then selects among all of them, as skfolio
