@@ -8,11 +8,16 @@ run). A failing item yields its exception instead of stopping the others.
   ``kind="process"`` for CPU-bound work; ``jobs=1`` runs inline in the caller (tests).
 - ``RayExecutor(address=None, num_cpus=None)``: Ray tasks on a local cluster (started on first
   use) or on an existing one at ``address``.
+- ``Capped(fn, threads)``: ``fn`` with its BLAS/OpenMP and numba threads capped
+  (:func:`thread_cap`), for CPU-bound items that already run one per core: at the sizes of a
+  sleeve (hundreds of columns) a second BLAS thread costs more in synchronisation than it
+  gains, and two of them per worker oversubscribe the cores.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -110,6 +115,33 @@ class RayExecutor:
                 except Exception as exc:
                     cause = getattr(exc, "cause", None)
                     yield Outcome(refs[ref], error=cause if cause is not None else exc)
+
+
+@contextlib.contextmanager
+def thread_cap(threads: int) -> Iterator[None]:
+    """BLAS/OpenMP and numba threads capped at `threads` inside the block."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        numba.set_num_threads(before)
+
+
+@dataclass(frozen=True)
+class Capped(Generic[T, R]):
+    """``fn`` run under :func:`thread_cap` (picklable: it crosses to pool workers)."""
+
+    fn: Callable[[T], R]
+    threads: int = 1
+
+    def __call__(self, item: T) -> R:
+        with thread_cap(self.threads):
+            return self.fn(item)
 
 
 def _apply(fn: Callable[[T], R], item: T) -> R:

@@ -24,7 +24,7 @@ def _bars(calendar: str, n: int, seed: int, end: pd.Timestamp | None = None) -> 
 
 def _cand(key: str, calendar: str, bars: pd.DataFrame | None, **kw) -> CandidateBars:  # type: ignore[no-untyped-def]
     return CandidateBars(key=key, symbol=key, direction="LONG", calendar=calendar,
-                         bars=None if bars is None else Bars.from_frame(bars), **kw)
+                         source={} if bars is None else {key: Bars.from_frame(bars)}, **kw)
 
 
 def test_mixed_calendars_compound_onto_the_coarser_one() -> None:

@@ -68,7 +68,7 @@ def test_a_symbol_with_three_bars_is_dropped_by_strict_health_with_its_reason(
     # Phase 1 judges data quality only (README): three clean, current bars are healthy there
     assert lake.health_of("synthetic")[young]["status"] == "healthy"
     cands = [aggregate.CandidateBars(key=s, symbol=s, direction="LONG", calendar="24/7",
-                                     bars=None if b is None else Bars.from_frame(b))
+                                     source={} if b is None else {s: Bars.from_frame(b)})
              for s, b in bars.items()]
     window = aggregate.build_window(cands, AS_OF, 60, min_healthy_fraction=0.5, min_assets=2)
     health = {h["key"]: h for h in window.health}

@@ -27,6 +27,8 @@ every reason is the same as :func:`build_window`'s (tested equal).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,15 +45,22 @@ LIQUIDITY_BARS = 20
 
 @dataclass(frozen=True)
 class CandidateBars:
-    """One candidate's stored daily bars on its own calendar (None: nothing stored)."""
+    """One candidate on its own calendar; `source` maps symbols to their stored daily bars
+    (a view's, cut at its clock), read only when :attr:`bars` is (the panel path needs a
+    candidate's own bars only when it is not plainly healthy)."""
 
     key: str
     symbol: str
     direction: str
     calendar: str
-    bars: Bars | None
+    source: Mapping[str, Bars]
     phase1_status: str | None = None
     phase1_reason: str | None = None
+
+    @functools.cached_property
+    def bars(self) -> Bars | None:
+        """The stored bars (None: nothing stored)."""
+        return self.source.get(self.symbol)
 
 
 @dataclass

@@ -142,14 +142,14 @@ def antifragility_stats(synthetic_returns: pd.DataFrame, periods_per_year: int) 
         wealth = np.cumprod(1.0 + x, axis=0)
         peak = np.maximum.accumulate(np.vstack([np.ones((1, x.shape[1])), wealth]), axis=0)[1:]
         drawdown = np.where(peak > 0, wealth / peak - 1.0, -1.0)
-    skew = stats.skewness(x)
+    skew, kurtosis = stats.skew_kurtosis(x)
     significance = min(1.0, t / periods_per_year)
     score = (_minmax(skew) + _minmax(tail_gain)) * significance
     frame = pd.DataFrame(
         {
             "vol": stats.annual_vol(x, periods_per_year),
             "skew": skew,
-            "kurtosis": stats.excess_kurtosis(x),
+            "kurtosis": kurtosis,
             "tail_gain": tail_gain,
             "var_95": var_95,
             "cvar_95": cvar_95,

@@ -47,7 +47,7 @@ from portflow.config import config_hash
 from portflow.context import Context
 from portflow.data.candidates import load_candidates, sleeve_candidates
 from portflow.errors import ConfigError, HealthGateError, RunError, UsageError
-from portflow.executors import LocalExecutor, default_jobs
+from portflow.executors import Capped, LocalExecutor, default_jobs
 from portflow.runs import NOT_AVAILABLE, Run, newest_data_run
 from portflow.ui import Tracker, log
 
@@ -252,7 +252,7 @@ def step_test(ctx: Context, run: Run, engine: str = "native") -> dict[str, Any]:
     executor = LocalExecutor(jobs=jobs, kind="process")
 
     def runner(fn: Callable[..., Any], chunks: list[Any]) -> Iterator[Any]:
-        for out in executor.map(fn, chunks):
+        for out in executor.map(Capped(fn), chunks):  # one BLAS thread per window
             if not out.ok:
                 assert out.error is not None
                 raise out.error

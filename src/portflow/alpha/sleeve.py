@@ -113,7 +113,7 @@ def select(view: SleeveView, settings: SleeveSettings) -> Selection:
     cands = [
         CandidateBars(
             key=c.key, symbol=c.symbol, direction=c.direction.value, calendar=c.calendar,
-            bars=view.bars.get(c.symbol),
+            source=view.bars,
             phase1_status=view.exclusions[c.symbol].status if c.symbol in view.exclusions
             else None,
             phase1_reason=view.exclusions[c.symbol].reason if c.symbol in view.exclusions

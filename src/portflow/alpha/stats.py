@@ -20,8 +20,9 @@ Algorithms
    R = range of the cumulated deviations from the chunk mean, S = population std; chunks with
    S = 0 are skipped. H = OLS slope of ln(mean R/S) on ln(lag) (≥ 2 usable lags and T ≥ 32,
    else NaN). ``hurst_clean`` = clip(1 − 2|H − 0.5|, 0, 1).
-6. ``skewness`` / ``excess_kurtosis``: moment estimators, bias-corrected by default (the same
-   numbers as pandas ``skew`` / ``kurt`` and scipy with ``bias=False``).
+6. ``skewness`` / ``excess_kurtosis`` (both from one pass: ``skew_kurtosis``): moment
+   estimators, bias-corrected by default (the same numbers as pandas ``skew`` / ``kurt`` and
+   scipy with ``bias=False``).
 7. ``cvar``: mean of the returns ≤ the (1 − level) quantile (linear interpolation), a return
    per bar (negative for a loss).
 8. ``haar_turbulence``: orthonormal Haar DWT of the last ``window`` bars (truncated to a multiple
@@ -59,6 +60,7 @@ __all__ = [
     "mackinnon_pvalue_c",
     "momentum",
     "permutation_entropy",
+    "skew_kurtosis",
     "skewness",
     "stability",
 ]
@@ -138,29 +140,29 @@ def _zero_var(m2: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def skewness(returns: np.ndarray, bias: bool = False) -> np.ndarray:
     """Sample skewness, shape ``(N,)``; NaN for constant columns or T < 3 (bias-corrected)."""
-    x = as_matrix(returns)
-    m2, m3, _, n = _central_moments(x)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g1 = m3 / m2**1.5
-        if not bias:
-            g1 = g1 * math.sqrt(n * (n - 1)) / (n - 2) if n > 2 else np.full_like(g1, np.nan)
-    g1 = np.where(_zero_var(m2, x), np.nan, g1)
-    return g1
+    return skew_kurtosis(returns, bias)[0]
 
 
 def excess_kurtosis(returns: np.ndarray, bias: bool = False) -> np.ndarray:
     """Excess (Fisher) kurtosis, shape ``(N,)``; NaN for constant columns or T < 4."""
+    return skew_kurtosis(returns, bias)[1]
+
+
+def skew_kurtosis(returns: np.ndarray, bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`skewness` and :func:`excess_kurtosis` from one pass over the central moments."""
     x = as_matrix(returns)
-    m2, _, m4, n = _central_moments(x)
+    m2, m3, m4, n = _central_moments(x)
+    zero = _zero_var(m2, x)
     with np.errstate(divide="ignore", invalid="ignore"):
+        g1 = m3 / m2**1.5
         g2 = m4 / m2**2 - 3.0
         if not bias:
+            g1 = g1 * math.sqrt(n * (n - 1)) / (n - 2) if n > 2 else np.full_like(g1, np.nan)
             if n > 3:
                 g2 = ((n + 1) * g2 + 6.0) * (n - 1) / ((n - 2) * (n - 3))
             else:
                 g2 = np.full_like(g2, np.nan)
-    g2 = np.where(_zero_var(m2, x), np.nan, g2)
-    return g2
+    return np.where(zero, np.nan, g1), np.where(zero, np.nan, g2)
 
 
 def cvar(returns: np.ndarray, level: float = 0.95) -> np.ndarray:

@@ -26,9 +26,10 @@ import io
 import os
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from portflow.executors import thread_cap
 
 THREADS_PER_SLEEVE = 1
 
@@ -71,21 +72,6 @@ class SleeveOutcome:
     @property
     def ok(self) -> bool:
         return self.status == "succeeded"
-
-
-@contextlib.contextmanager
-def thread_cap(threads: int) -> Iterator[None]:
-    """Step 1: BLAS/OpenMP and numba threads capped at `threads` inside the block."""
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def run_sleeve(task: SleeveTask) -> SleeveOutcome:
