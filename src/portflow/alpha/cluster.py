@@ -92,8 +92,8 @@ def cluster_returns(
     Returns deterministic labels 0..k−1 (see module docstring), k ≤ ``max_clusters``.
     """
     keys = sorted(returns.columns, key=str)
-    return cluster_matrix(returns[keys].to_numpy(dtype=np.float64), keys, threshold,
-                          max_clusters)
+    ordered = returns if list(returns.columns) == keys else returns[keys]
+    return cluster_matrix(ordered.to_numpy(dtype=np.float64), keys, threshold, max_clusters)
 
 
 def cluster_matrix(
@@ -123,9 +123,10 @@ def cluster_matrix(
         raw = fcluster(z_link, t=max_clusters, criterion="maxclust")
         cut = "maxclust"
     remap: dict[int, int] = {}
-    for lab in raw:
-        remap.setdefault(int(lab), len(remap))
-    labels = pd.Series([remap[int(lab)] for lab in raw], index=pd.Index(keys), dtype=np.int64)
+    for lab in raw.tolist():
+        remap.setdefault(lab, len(remap))
+    labels = pd.Series(np.array([remap[lab] for lab in raw.tolist()], dtype=np.int64),
+                       index=pd.Index(keys))
     return ClusterResult(
         labels, len(remap), threshold, max_clusters, cut, zero_keys, np.asarray(z_link)
     )

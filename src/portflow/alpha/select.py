@@ -400,7 +400,10 @@ def _validate(returns: pd.DataFrame, candidates: pd.DataFrame) -> None:
 
 
 def _numeric(candidates: pd.DataFrame, column: str) -> np.ndarray:
-    return pd.to_numeric(candidates[column], errors="coerce").to_numpy(dtype=np.float64)
+    col = candidates[column]
+    if pd.api.types.is_float_dtype(col.dtype):  # as the sleeve builds it: no coercion needed
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
 
 
 def compute_features(
@@ -420,14 +423,17 @@ def compute_features(
 def _aligned(returns: pd.DataFrame,
              candidates: pd.DataFrame) -> tuple[list[str], np.ndarray, pd.DataFrame]:
     """Keys in `str` order, the raw returns (T, N) and the candidates in that order."""
-    keys = sorted(map(str, returns.columns))
     cols = [str(c) for c in returns.columns]
+    order = sorted(range(len(cols)), key=cols.__getitem__)
+    keys = [cols[i] for i in order]
     x = returns.to_numpy(dtype=np.float64)
     if cols != keys:
-        x = x[:, [cols.index(k) for k in keys]]
-    cand = candidates.set_axis(candidates.index.map(str))
+        x = x[:, order]
+    cand = candidates
     if list(cand.index) != keys:
-        cand = cand.loc[keys]
+        cand = cand.set_axis(cand.index.map(str))
+        if list(cand.index) != keys:
+            cand = cand.loc[keys]
     return keys, x, cand
 
 
@@ -563,9 +569,11 @@ def _veto_masks(
         }
 
 
-def _order(keys: list[str], alpha: np.ndarray, idx: np.ndarray) -> list[int]:
-    """Positions ``idx`` sorted by alpha desc, then key asc."""
-    return sorted((int(i) for i in idx), key=lambda i: (-alpha[i], keys[i]))
+def _order(alpha: np.ndarray, idx: np.ndarray) -> list[int]:
+    """Positions ``idx`` sorted by alpha desc, then key asc (keys are in ascending order, so
+    a key's position breaks the tie)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    return idx[np.lexsort((idx, -alpha[idx]))].tolist()
 
 
 def select_htr(
@@ -597,8 +605,9 @@ def select_htr(
     clusters = cluster_matrix(synthetic(x, short), keys, params.cluster_threshold,
                               params.max_clusters)
     cluster_of = clusters.labels.to_numpy(dtype=np.int64)
+    ranked_all = np.asarray(_order(alpha, np.arange(n)), dtype=np.int64)
     by_cluster = [
-        _order(keys, alpha, np.flatnonzero(cluster_of == c)) for c in range(clusters.n_clusters)
+        ranked_all[cluster_of[ranked_all] == c].tolist() for c in range(clusters.n_clusters)
     ]
 
     tick = _numeric(cand, "tick_size")
@@ -624,7 +633,7 @@ def select_htr(
                 for i in [i for i in members if eligible[i]][: params.top_n]
             }
         elif stage == 4:
-            for i in _order(keys, alpha, np.flatnonzero(eligible)):
+            for i in _order(alpha, np.flatnonzero(eligible)):
                 if len(entered) >= params.min_winners:
                     break
                 entered.setdefault(i, 4)
@@ -634,7 +643,7 @@ def select_htr(
         if len(entered) >= params.min_winners:
             break
 
-    ranked = _order(keys, alpha, np.fromiter(entered, dtype=np.int64, count=len(entered)))
+    ranked = _order(alpha, np.fromiter(entered, dtype=np.int64, count=len(entered)))
     winners_idx = ranked[: params.max_winners]
     detail = _Detail(keys, cand["symbol"].to_numpy(), cand["direction"].to_numpy(), cluster_of,
                      cols, probs, log_alpha, tick, lot, entered, frozenset(winners_idx))

@@ -24,6 +24,7 @@ A gate failure raises :class:`HealthGateError` with the partial outputs attached
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -90,7 +91,7 @@ class PreOpt:
     synthetic: pd.DataFrame
     analysis: Analysis
 
-    @property
+    @functools.cached_property
     def labels(self) -> pd.Series:
         return self.analysis.clusters.labels.reindex(self.synthetic.columns)
 

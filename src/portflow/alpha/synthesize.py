@@ -30,14 +30,23 @@ class Atom:
 
 def make_atoms(winners: list[str], info: pd.DataFrame) -> list[Atom]:
     """Step 1. `info`: indexed by candidate key with columns symbol, direction, logic."""
-    cols = {c: dict(zip(info.index, info[c].to_numpy(dtype=object), strict=True))
-            for c in ("symbol", "logic", "direction")}
+    pos = _positions(info.index, winners)
+    symbols, logics, directions = (info[c].to_numpy(dtype=object)[pos]
+                                   for c in ("symbol", "logic", "direction"))
     atoms = []
-    for key in winners:
-        symbol, logic, direction = (str(cols[c][key]) for c in ("symbol", "logic", "direction"))
+    for key, *fields in zip(winners, symbols, logics, directions, strict=True):
+        symbol, logic, direction = (str(f) for f in fields)
         atoms.append(Atom(atom=f"{symbol}:{logic}:{direction}", symbol=symbol, logic=logic,
                           direction=direction, key=key))
     return atoms
+
+
+def _positions(index: pd.Index, keys: list[str]) -> np.ndarray:
+    """Positions of `keys` in `index` (KeyError naming the missing ones)."""
+    pos = index.get_indexer(keys)
+    if (pos < 0).any():
+        raise KeyError(f"not in the window: {[k for k, p in zip(keys, pos, strict=True) if p < 0]}")
+    return pos
 
 
 def synthetic(raw: np.ndarray, short: np.ndarray) -> np.ndarray:
@@ -47,6 +56,6 @@ def synthetic(raw: np.ndarray, short: np.ndarray) -> np.ndarray:
 
 def synthetic_returns(raw: pd.DataFrame, atoms: list[Atom]) -> pd.DataFrame:
     """Step 2. `raw`: index dates, columns candidate keys (simple returns)."""
-    x = raw[[a.key for a in atoms]].to_numpy(float)
+    x = raw.to_numpy(float)[:, _positions(raw.columns, [a.key for a in atoms])]
     short = np.array([a.sign < 0 for a in atoms], dtype=bool)
     return pd.DataFrame(synthetic(x, short), index=raw.index, columns=[a.atom for a in atoms])
