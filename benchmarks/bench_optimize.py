@@ -105,7 +105,7 @@ def rows(quick: bool) -> list[Row]:
     # covariance (one BLAS thread, see hrp.sample_covariance) serves our distances and risks.
     def ours_hrp() -> np.ndarray:
         cov = hrp.sample_covariance(x)
-        tree = hrp.seriate(hrp.covariance_distance(cov), "ward")
+        tree = hrp.seriate(hrp.condensed_covariance_distance(cov), "ward")
         return hrp.hrp_weights(cov, tree.order)
 
     def sk_model() -> HierarchicalRiskParity:
@@ -147,7 +147,7 @@ def rows(quick: bool) -> list[Row]:
     cov_x = np.cov(x, rowvar=False, ddof=1)
     parts = {
         "covariance (1 BLAS thread)": lambda: hrp.sample_covariance(x),
-        "distance from it": lambda: hrp.covariance_distance(cov_x),
+        "distance from it (condensed)": lambda: hrp.condensed_covariance_distance(cov_x),
         "linkage": lambda: sch.linkage(cond, "ward"),
         "leaf ordering": lambda: hrp.optimal_leaf_ordering(link, cond),
         "bisection": lambda: hrp.hrp_weights(cov_x, order),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.cluster import hierarchy as sch
 from scipy.spatial import distance as ssd
 
@@ -56,10 +58,31 @@ def test_shared_covariance_path_equals_skfolio(n, t, seed):
     x = _returns(n, t, seed)
     cov = hrp.sample_covariance(x)
     np.testing.assert_allclose(cov, np.cov(x, rowvar=False), rtol=1e-12, atol=0)
+    with hrp._blas_limit():  # np.cov's own computation on that one thread
+        assert np.array_equal(cov, np.cov(x, rowvar=False))
     assert np.array_equal(hrp.covariance_distance(np.cov(x, rowvar=False)),
                           hrp.correlation_distance(x))
     w = hrp.hrp_weights(cov, hrp.seriate(hrp.covariance_distance(cov), "ward").order)
     assert np.max(np.abs(w - _skfolio(x, "ward"))) <= 1e-10
+    tree = hrp.seriate(hrp.condensed_covariance_distance(cov), "ward")
+    assert np.array_equal(hrp.hrp_weights(cov, tree.order), w)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_condensed_distance_is_the_upper_triangle(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    x = _returns(n, int(rng.integers(3, 90)), seed)
+    if seed % 2:
+        x[:, rng.integers(0, n)] = 0.0  # zero variance
+    if seed % 3 == 0 and n > 1:
+        x[:, -1] = x[:, 0]  # rho = 1 up to rounding
+    cov = np.atleast_2d(np.cov(x, rowvar=False))
+    square = hrp.covariance_distance(cov)
+    condensed = hrp.condensed_covariance_distance(cov)
+    assert np.array_equal(condensed, ssd.squareform(square, checks=False))
+    a, b = hrp.seriate(square, "average"), hrp.seriate(condensed, "average")
+    assert np.array_equal(a.order, b.order) and np.array_equal(a.linkage, b.linkage)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -159,3 +182,64 @@ def test_degenerate_distance_and_weights():
     w = _ours(x[:, :4], "ward")
     assert w.sum() == pytest.approx(1.0, abs=1e-15) and (w > 0).all()
     assert hrp.hrp_weights(np.array([[0.04]]), np.array([0])).tolist() == [1.0]
+
+
+def _random_linkage(n, rng):
+    """A valid linkage over n leaves with a random merge order (any tree, not just one a
+    clustering method would build from the distances)."""
+    active = list(range(n))
+    sizes = {i: 1 for i in range(n)}
+    link = np.empty((n - 1, 4))
+    for i in range(n - 1):
+        a, b = rng.choice(len(active), size=2, replace=False)
+        x, y = active[a], active[b]
+        link[i] = (x, y, float(i + 1), sizes[x] + sizes[y])
+        sizes[n + i] = sizes[x] + sizes[y]
+        active = [c for c in active if c not in (x, y)] + [n + i]
+    return link
+
+
+@st.composite
+def _linkage_problems(draw):
+    n = draw(st.integers(2, 60))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["uniform", "grid", "near_ties", "correlation", "signed"]))
+    if kind == "uniform":
+        a = np.triu(rng.uniform(size=(n, n)), 1)
+        d = a + a.T
+    elif kind == "grid":  # exact ties
+        d = _grid(n, int(rng.integers(1 << 30)), np.array([0.0, 0.1, 0.2, 0.3]))
+    elif kind == "near_ties":  # ties broken within a few float32 ulps
+        base = _grid(n, int(rng.integers(1 << 30)), np.array([0.1, 0.2, 0.3]))
+        jitter = np.triu(rng.integers(-4, 5, size=(n, n)) * 2.0**-24, 1)
+        d = base * (1.0 + jitter + jitter.T)
+    elif kind == "correlation":
+        d = hrp.correlation_distance(_returns(n, 3 * n + 10, int(rng.integers(1 << 30))))
+    else:  # negative entries: valid input to optimal_leaf_ordering, if not a distance
+        a = np.triu(rng.normal(size=(n, n)), 1)
+        d = a + a.T
+    condensed = ssd.squareform(d, checks=False)
+    if kind != "signed" and draw(st.booleans()):
+        method = draw(st.sampled_from(["ward", "average", "single", "complete"]))
+        link = sch.linkage(condensed, method)
+    else:
+        link = _random_linkage(n, rng)
+    return link, condensed
+
+
+@settings(max_examples=150, deadline=None)
+@given(_linkage_problems())
+def test_optimal_leaf_ordering_equals_scipy_on_random_linkages(problem):
+    link, condensed = problem
+    assert np.array_equal(
+        hrp.optimal_leaf_ordering(link, condensed), sch.optimal_leaf_ordering(link, condensed)
+    )
+
+
+def test_optimal_leaf_ordering_rejects_non_finite():
+    d = _grid(5, 0, np.array([0.1, 0.2]))
+    condensed = ssd.squareform(d, checks=False)
+    link = sch.linkage(condensed, "average")
+    condensed[3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        hrp.optimal_leaf_ordering(link, condensed)

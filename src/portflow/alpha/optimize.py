@@ -1068,7 +1068,10 @@ class HRP(_Allocator):
 
         def run(c: np.ndarray, extra: float | None) -> _Outcome:
             if not tree:
-                tree.append(hrp_kernel.seriate(hrp_kernel.correlation_distance(x), self.linkage))
+                # Pearson distances from the covariance already at hand: the same bits as
+                # correlation_distance(x), without a second covariance.
+                distance = hrp_kernel.condensed_covariance_distance(cov)
+                tree.append(hrp_kernel.seriate(distance, self.linkage))
             raw = hrp_kernel.hrp_weights(c, tree[0].order)
             info: dict[str, Any] = {
                 "solver": "recursive bisection",
