@@ -26,15 +26,18 @@ feature-backfill — the ratings history of every healthy symbol, `features_matr
    lakehouse write replaces the file by a rename (a new inode), so a rewritten file never
    matches; any mismatch only costs a re-hash.
 3. Bounded memory: symbols are processed in sorted chunks of `CHUNK_SYMBOLS`. A chunk is
-   computed by :func:`compute_chunk` — each file whose stat changed is read once (its bytes
-   are both hashed and parsed, on `READ_THREADS` threads: hashing and parquet decoding
-   release the GIL), the changed symbols rated as one panel, their rows laid out
-   column-wise straight from the panel. At most `in_flight` chunks are computed at a time:
-   on local threads (one chunk's reads overlap another's ratings) or through an executor
-   (Ray: workers read and compute). The caller alone writes: each chunk, in symbol order,
-   with the kept rows of the old matrix, becomes one row group of a streaming parquet
-   writer (encoding on a background thread) into a temp file, renamed over the old matrix
-   at the end (atomic). Peak memory ~ a few chunks, not the whole matrix.
+   computed by :func:`compute_chunk` — each file whose stat changed is read once into
+   Arrow's memory pool (its bytes are both hashed and parsed, on `READ_THREADS` threads
+   that each take a run of the chunk's files: hashing and parquet decoding release the
+   GIL), the changed symbols rated as one panel, their rows laid out column-wise straight
+   from the panel. At most `in_flight` chunks are computed at a time: locally as a
+   pipeline (one thread reads chunk k+1 while another rates chunk k and the writer encodes
+   chunk k-1, so the GIL-bound reading overlaps the GIL-free kernel and encoder) or
+   through an executor (Ray: workers read and compute). The caller alone writes: each
+   chunk, in symbol order, with the kept rows of the old matrix, becomes one row group of a
+   streaming parquet writer (encoding on a background thread; symbol and provider handed
+   over as dictionaries, stored as plain string columns) into a temp file, renamed over the
+   old matrix at the end (atomic). Peak memory ~ a few chunks, not the whole matrix.
 4. Long format, sorted by (symbol, provider, timestamp), one row per stored bar: `timestamp`,
    `symbol`, `recommend_all`, `recommend_ma`, `recommend_other` (float64, NaN = no value
    yet), `provider`.
@@ -350,13 +353,16 @@ class _Writer:
     def write(self, table: pa.Table) -> None:
         if self._last is not None:
             self._last.result()
+        self._last = self._pool.submit(self._write, table)
+
+    def _write(self, table: pa.Table) -> None:
         for name in _KEYS:
             i = table.schema.get_field_index(name)
             if table.schema.field(i).type != _KEY_DICT:
-                # one chunk, one dictionary: parquet keeps a single dictionary per row group
-                table = table.set_column(i, name, pc.dictionary_encode(
-                    table.column(i).combine_chunks()))
-        self._last = self._pool.submit(self._file.write_table, table)
+                # kept rows come as strings; the encoded chunks share one dictionary, which
+                # parquet then writes once (chunks with differing ones would be re-hashed)
+                table = table.set_column(i, name, pc.dictionary_encode(table.column(i)))
+        self._file.write_table(table)
 
     def close(self, metadata: dict[bytes, bytes]) -> None:
         if self._last is not None:
