@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from portflow.data.features import backfill, read_fingerprints
+from portflow.data.features import MATRIX_SCHEMA, backfill, read_fingerprints
 from portflow.lakehouse.store import Lakehouse
 
 
@@ -184,3 +185,29 @@ def test_a_healthy_symbol_whose_bars_do_not_open_is_left_out(phase1_data: Path) 
     assert counts["unreadable"] == 1 and counts["symbols"] == 5
     assert victim not in set(pd.read_parquet(lake.features_matrix_path)["symbol"])
     assert victim not in read_fingerprints(lake.features_matrix_path)  # retried once repaired
+
+
+def test_the_matrix_reads_back_as_matrix_schema_after_full_and_mixed_writes(
+    phase1_data: Path,
+) -> None:
+    # fresh rows reach the writer with dictionary keys, kept rows with strings: either way a
+    # reader gets MATRIX_SCHEMA (plain strings), and the keys stay dictionary pages
+    lake = Lakehouse(phase1_data)
+    sources = _healthy_sources(lake)
+
+    def check() -> None:
+        assert pq.read_schema(lake.features_matrix_path).remove_metadata().equals(MATRIX_SCHEMA)
+        meta = pq.read_metadata(lake.features_matrix_path)
+        for g in range(meta.num_row_groups):
+            for name in ("symbol", "provider"):
+                i = meta.schema.names.index(name)
+                assert meta.row_group(g).column(i).has_dictionary_page
+
+    check()
+    symbol = sources[0][2]
+    bars = lake.read_ohlcv("synthetic", "1d", symbol)
+    assert bars is not None
+    lake.write_ohlcv("synthetic", "1d", symbol, bars.iloc[:-1])
+    counts = backfill(lake, sources)
+    assert counts["recomputed"] == 1 and counts["kept"] == len(sources) - 1
+    check()

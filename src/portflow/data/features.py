@@ -26,15 +26,18 @@ feature-backfill — the ratings history of every healthy symbol, `features_matr
    lakehouse write replaces the file by a rename (a new inode), so a rewritten file never
    matches; any mismatch only costs a re-hash.
 3. Bounded memory: symbols are processed in sorted chunks of `CHUNK_SYMBOLS`. A chunk is
-   computed by :func:`compute_chunk` — each file whose stat changed is read once (its bytes
-   are both hashed and parsed, on `READ_THREADS` threads: hashing and parquet decoding
-   release the GIL), the changed symbols rated as one panel, their rows laid out
-   column-wise straight from the panel. At most `in_flight` chunks are computed at a time:
-   on local threads (one chunk's reads overlap another's ratings) or through an executor
-   (Ray: workers read and compute). The caller alone writes: each chunk, in symbol order,
-   with the kept rows of the old matrix, becomes one row group of a streaming parquet
-   writer (encoding on a background thread) into a temp file, renamed over the old matrix
-   at the end (atomic). Peak memory ~ a few chunks, not the whole matrix.
+   computed by :func:`compute_chunk` — each file whose stat changed is read once into
+   Arrow's memory pool (its bytes are both hashed and parsed, on `READ_THREADS` threads
+   that each take a run of the chunk's files: hashing and parquet decoding release the
+   GIL), the changed symbols rated as one panel, their rows laid out column-wise straight
+   from the panel. At most `in_flight` chunks are computed at a time: locally as a
+   pipeline (one thread reads chunk k+1 while another rates chunk k and the writer encodes
+   chunk k-1, so the GIL-bound reading overlaps the GIL-free kernel and encoder) or
+   through an executor (Ray: workers read and compute). The caller alone writes: each
+   chunk, in symbol order, with the kept rows of the old matrix, becomes one row group of a
+   streaming parquet writer (encoding on a background thread; symbol and provider handed
+   over as dictionaries, stored as plain string columns) into a temp file, renamed over the
+   old matrix at the end (atomic). Peak memory ~ a few chunks, not the whole matrix.
 4. Long format, sorted by (symbol, provider, timestamp), one row per stored bar: `timestamp`,
    `symbol`, `recommend_all`, `recommend_ma`, `recommend_other` (float64, NaN = no value
    yet), `provider`.
@@ -58,6 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -79,6 +83,16 @@ MATRIX_SCHEMA = pa.schema(
         *((c, pa.float64()) for c in RATING_COLUMNS),
         ("provider", pa.string()),
     ]
+)
+_KEYS = ("symbol", "provider")
+_KEY_DICT = pa.dictionary(pa.int32(), pa.string())
+#: What the writer is handed: MATRIX_SCHEMA with symbol and provider as dictionaries, whose
+#: few distinct values parquet then encodes once per row group instead of hashing each of
+#: the ~600k strings of a chunk. The file does not store this Arrow schema
+#: (``store_schema=False``): its columns are plain UTF-8 parquet columns, so every reader
+#: gets MATRIX_SCHEMA back, exactly as from a matrix written with strings.
+_WRITE_SCHEMA = pa.schema(
+    [pa.field(f.name, _KEY_DICT) if f.name in _KEYS else f for f in MATRIX_SCHEMA]
 )
 _META_KEY = b"portflow.fingerprints"
 _STAT_KEY = b"portflow.file_stats"  # provider:symbol -> [inode, size, mtime_ns] of the file
@@ -103,14 +117,17 @@ def _load(lake: Lakehouse, path: Path,
     unchanged. A missing file gives ("", None), one that does not parse ("", None) with a
     warning (step 5: left out; a repaired file is picked up by the next run)."""
     try:
-        data = path.read_bytes()
+        # read into Arrow's pool (mimalloc keeps freed pages per thread; glibc hands a worker
+        # thread's freed buffer back to the kernel, so every read page-faulted it in anew)
+        with pa.OSFile(str(path)) as fh:
+            data = fh.read_buffer()
     except FileNotFoundError:
         return "", None
-    fp = fingerprint_bytes(data, FINGERPRINT_DIGITS)
+    fp = fingerprint_bytes(memoryview(data), FINGERPRINT_DIGITS)
     if fp == old_fp:
         return fp, None
     try:
-        return fp, ohlcv_arrays(pa.py_buffer(data), lake.relative(path))
+        return fp, ohlcv_arrays(data, lambda: lake.relative(path))
     except CorruptTableError as exc:
         log(f"warning: {exc}; left out of the features matrix")
         return "", None
@@ -133,10 +150,19 @@ class ChunkResult:
     unreadable: int = 0
 
 
+def _key_column(values: list[str], counts: np.ndarray) -> pa.DictionaryArray:
+    """`values[i]` repeated `counts[i]` times, as indices into the sorted distinct values (a
+    symbol can occur twice, from two providers: a parquet dictionary holds each once)."""
+    distinct = sorted(set(values))
+    code = {v: i for i, v in enumerate(distinct)}
+    indices = np.repeat(np.array([code[v] for v in values], dtype=np.int32), counts)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(distinct, type=pa.string()))
+
+
 def _fresh_table(keys: list[Key], bars: list[dict[str, np.ndarray]]) -> pa.Table:
-    """Step 3: rows of `keys` laid out column-wise from one ratings panel."""
+    """Step 3: rows of `keys` laid out column-wise from one ratings panel (`_WRITE_SCHEMA`)."""
     if not keys:
-        return MATRIX_SCHEMA.empty_table()
+        return _WRITE_SCHEMA.empty_table()
     panel, counts = frames_panel(bars)
     ratings = rate(panel)
     # (T, N) -> symbol-major: boolean indexing walks the transposed view row by row
@@ -144,13 +170,12 @@ def _fresh_table(keys: list[Key], bars: list[dict[str, np.ndarray]]) -> pa.Table
     cols: dict[str, pa.Array] = {
         "timestamp": pa.array(np.concatenate([b["timestamp"] for b in bars]).view(
             "datetime64[ns]"), type=_TS),
+        "symbol": _key_column([s for s, _ in keys], counts),
     }
-    owner = pa.array(np.repeat(np.arange(len(keys)), counts))
-    cols["symbol"] = pa.array([s for s, _ in keys], type=pa.string()).take(owner)
     for c in RATING_COLUMNS:
         cols[c] = pa.array(getattr(ratings, c).T[present])
-    cols["provider"] = pa.array([p for _, p in keys], type=pa.string()).take(owner)
-    return pa.table(cols, schema=MATRIX_SCHEMA)
+    cols["provider"] = _key_column([p for _, p in keys], counts)
+    return pa.table(cols, schema=_WRITE_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -162,9 +187,31 @@ class Previous:
     stats: dict[str, list[int]]
 
 
+@dataclass(frozen=True)
+class _ChunkRead:
+    """A chunk's files read (step 3's first half): the ChunkResult less the rating, with
+    the bars of the keys to recompute instead of their rows."""
+
+    fingerprints: dict[str, str]
+    stats: dict[str, list[int]]
+    kept: list[Key]
+    fresh: list[tuple[Key, dict[str, np.ndarray]]]
+    sources: list[Source]
+    unreadable: int
+
+    def rated(self) -> ChunkResult:
+        return ChunkResult(self.fingerprints, self.stats, self.kept,
+                           _fresh_table([k for k, _ in self.fresh], [b for _, b in self.fresh]),
+                           self.sources, self.unreadable)
+
+
 def compute_chunk(lake: Lakehouse, chunk: list[Source], old: Previous) -> ChunkResult:
     """Step 3 for one chunk of sources (sorted by symbol); pure apart from reading files, so
     any worker that sees the data dir can run it."""
+    return _read_chunk(lake, chunk, old).rated()
+
+
+def _read_chunk(lake: Lakehouse, chunk: list[Source], old: Previous) -> _ChunkRead:
     fps: dict[str, str] = {}
     stats: dict[str, list[int]] = {}
     kept: list[Key] = []
@@ -184,10 +231,15 @@ def compute_chunk(lake: Lakehouse, chunk: list[Source], old: Previous) -> ChunkR
             todo.append(((symbol, provider), path))
     fresh: list[tuple[Key, dict[str, np.ndarray]]] = []
     if todo:
+        def load(part: list[tuple[Key, Path]]) -> list[tuple[str, dict[str, np.ndarray] | None]]:
+            return [_load(lake, path, old.fingerprints.get(_fp_key(p, s))) for (s, p), path in part]
+
+        # one run of files per thread, not one task per file: a waiter woken per file fights
+        # the readers for the GIL (thousands of context switches per chunk)
+        size = -(-len(todo) // READ_THREADS)
         with ThreadPoolExecutor(READ_THREADS) as pool:
-            loaded = list(pool.map(
-                lambda kp: _load(lake, kp[1], old.fingerprints.get(_fp_key(kp[0][1], kp[0][0]))),
-                todo))
+            loaded = [r for part in pool.map(load, [todo[i:i + size] for i in
+                                                   range(0, len(todo), size)]) for r in part]
         for (key, path), (fp, bars) in zip(todo, loaded, strict=True):
             fk = _fp_key(key[1], key[0])
             if not fp:  # vanished since its stat, or unreadable: nothing to rate
@@ -200,9 +252,7 @@ def compute_chunk(lake: Lakehouse, chunk: list[Source], old: Previous) -> ChunkR
             else:
                 fresh.append((key, bars))
     kept.sort()
-    return ChunkResult(fps, stats, kept,
-                       _fresh_table([s for s, _ in fresh], [b for _, b in fresh]), chunk,
-                       unreadable)
+    return _ChunkRead(fps, stats, kept, fresh, chunk, unreadable)
 
 
 def _by_key(table: pa.Table) -> dict[Key, pa.Table]:
@@ -251,17 +301,26 @@ def _previous(path: Path) -> Previous:
 
 def _chunk_results(lake: Lakehouse, chunks: list[list[Source]], old: Previous,
                    executor: Executor | None, in_flight: int) -> Iterator[ChunkResult]:
-    """Results in chunk order, at most `in_flight` chunks computed at a time: on local
-    threads (one chunk's reads overlap another's ratings) or through `executor`."""
+    """Results in chunk order, at most `in_flight` chunks computed at a time: through
+    `executor`, or locally as a pipeline — one thread reads chunks in order while another
+    rates the chunk read before, so the GIL-bound reading always overlaps the GIL-free
+    ratings kernel (two chunks run side by side would read at the same time, then rate)."""
     if executor is None:
-        with ThreadPoolExecutor(in_flight) as pool:
+        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as rater:
             it = iter(chunks)
-            ahead = deque(pool.submit(compute_chunk, lake, c, old) for c in islice(it, in_flight))
+            ahead: deque[Future[ChunkResult]] = deque()
+
+            def submit(chunk: list[Source]) -> None:
+                read = reader.submit(_read_chunk, lake, chunk, old)
+                ahead.append(rater.submit(lambda: read.result().rated()))
+
+            for chunk in islice(it, in_flight):
+                submit(chunk)
             while ahead:
                 res = ahead.popleft().result()
                 nxt = next(it, None)
                 if nxt is not None:
-                    ahead.append(pool.submit(compute_chunk, lake, nxt, old))
+                    submit(nxt)
                 yield res
         return
     for start in range(0, len(chunks), in_flight):
@@ -279,11 +338,12 @@ class _Writer:
     """The matrix's one writer: row groups encoded on a background thread (parquet encoding
     releases the GIL), one group in flight, so writing overlaps the next chunk's work.
     Daily timestamps delta-encode to almost nothing; ratings take few distinct values, so
-    they (and symbol) stay dictionary-encoded."""
+    they (and symbol) stay dictionary-encoded. Tables come in `_WRITE_SCHEMA` (fresh rows)
+    or MATRIX_SCHEMA (kept rows, dictionary-encoded here)."""
 
     def __init__(self, path: Path) -> None:
         self._file = pq.ParquetWriter(
-            path, MATRIX_SCHEMA, compression="zstd",
+            path, _WRITE_SCHEMA, compression="zstd", store_schema=False,
             use_dictionary=["symbol", "provider", *RATING_COLUMNS],
             column_encoding={"timestamp": "DELTA_BINARY_PACKED"},
         )
@@ -293,7 +353,16 @@ class _Writer:
     def write(self, table: pa.Table) -> None:
         if self._last is not None:
             self._last.result()
-        self._last = self._pool.submit(self._file.write_table, table)
+        self._last = self._pool.submit(self._write, table)
+
+    def _write(self, table: pa.Table) -> None:
+        for name in _KEYS:
+            i = table.schema.get_field_index(name)
+            if table.schema.field(i).type != _KEY_DICT:
+                # kept rows come as strings; the encoded chunks share one dictionary, which
+                # parquet then writes once (chunks with differing ones would be re-hashed)
+                table = table.set_column(i, name, pc.dictionary_encode(table.column(i)))
+        self._file.write_table(table)
 
     def close(self, metadata: dict[bytes, bytes]) -> None:
         if self._last is not None:
@@ -390,7 +459,7 @@ def _write_chunk(lake: Lakehouse, writer: _Writer, res: ChunkResult,
     if not parts:
         table = res.fresh
     else:
-        parts.update(_by_key(res.fresh))
+        parts.update(_by_key(res.fresh.cast(MATRIX_SCHEMA)))
         table = pa.concat_tables([parts[k] for k in sorted(parts)])
     if table.num_rows:
         writer.write(table)

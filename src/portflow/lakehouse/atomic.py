@@ -111,7 +111,7 @@ def write_json(obj: Any, target: Path) -> None:
     write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n", target)
 
 
-def fingerprint_bytes(data: bytes, digits: int = 16) -> str:
+def fingerprint_bytes(data: bytes | memoryview, digits: int = 16) -> str:
     """:func:`fingerprint` of a file's bytes already in memory (the same digest)."""
     return hashlib.sha256(data).hexdigest()[:digits]
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -118,16 +118,19 @@ OHLCV_PARQUET_OPTIONS: dict[str, object] = {
 }
 
 
-def ohlcv_arrays(data: pa.Buffer | Path, where: str) -> dict[str, np.ndarray]:
+def ohlcv_arrays(data: pa.Buffer | Path,
+                 where: str | Callable[[], str]) -> dict[str, np.ndarray]:
     """Parse a stored OHLCV file (its bytes, or its path) into numpy columns: `timestamp`
-    int64 ns UTC and `BAR_FIELDS` float64. `where` names the file in the error."""
+    int64 ns UTC and `BAR_FIELDS` float64. `where` names the file in the error; a callable
+    is called only then (resolving a path costs more than parsing the file)."""
     try:
         # one small file per symbol: Arrow's own thread pool costs more than it decodes
         table = pq.ParquetFile(pa.BufferReader(data) if isinstance(data, pa.Buffer) else data
                                ).read(columns=["timestamp", *BAR_FIELDS], use_threads=False)
     except (OSError, ValueError, pa.ArrowException) as exc:  # rule 6
+        name = where if isinstance(where, str) else where()
         raise CorruptTableError(
-            f"{where} is unreadable ({one_line(str(exc), 120)}); {REPAIR_OHLCV}") from exc
+            f"{name} is unreadable ({one_line(str(exc), 120)}); {REPAIR_OHLCV}") from exc
     out = {f: table[f].to_numpy() for f in BAR_FIELDS}
     out["timestamp"] = table["timestamp"].cast(_TS).to_numpy().view("int64")
     return out
@@ -259,7 +262,7 @@ class Lakehouse:
         feature-ingest, backfill) use this instead of :meth:`read_ohlcv`: no pandas."""
         path = self.ohlcv_path(provider, timeframe, symbol)
         try:
-            return ohlcv_arrays(pa.py_buffer(path.read_bytes()), self.relative(path))
+            return ohlcv_arrays(pa.py_buffer(path.read_bytes()), lambda: self.relative(path))
         except FileNotFoundError:
             return None
 

@@ -39,14 +39,18 @@ def frames_panel(
     frames: Sequence[pd.DataFrame | Mapping[str, np.ndarray]],
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Left-aligned panel from per-symbol bars (frames or mappings of column arrays with the
-    SPEC OHLCV fields, sorted by time)."""
+    SPEC OHLCV fields, sorted by time). The (T, N) arrays are F-ordered: each symbol's column
+    is contiguous, so filling it is one memcpy (a C-ordered fill writes one element per cache
+    line); the engine reads any layout."""
     counts = np.array([len(f["close"]) for f in frames], dtype=np.int64)
     t = int(counts.max()) if len(counts) else 0
-    out = {f: np.full((t, len(frames)), np.nan) for f in FIELDS}
+    out = {f: np.empty((len(frames), t)) for f in FIELDS}  # transposed on return
     for j, frame in enumerate(frames):
+        n = counts[j]
         for f in FIELDS:
-            out[f][: counts[j], j] = np.asarray(frame[f], dtype=float)
-    return out, counts
+            out[f][j, :n] = np.asarray(frame[f], dtype=float)
+            out[f][j, n:] = np.nan
+    return {f: a.T for f, a in out.items()}, counts
 
 
 def rate(panel: dict[str, np.ndarray]) -> Ratings:
