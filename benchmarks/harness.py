@@ -52,9 +52,10 @@ class Target:
         raise ValueError(f"unknown target kind {self.kind!r}")
 
     def label(self) -> str:
+        value = round(self.value, 2)  # speedup(1 / 0.75) reads ">= 1.33x"
         if self.kind == "speedup":
-            return f">= {self.value:g}x"
-        return f"<= {self.value:g} {'s' if self.kind == 'seconds' else 'GiB'}"
+            return f">= {value:g}x"
+        return f"<= {value:g} {'s' if self.kind == 'seconds' else 'GiB'}"
 
 
 def speedup(value: float) -> Target:

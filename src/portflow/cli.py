@@ -252,13 +252,19 @@ def flow_meta_production(
     skip_validation: Annotated[bool, typer.Option("--skip-validation", help="Skip the sleeves' walk-forward backtests (meta-returns are then in-sample).")] = False,
 ) -> None:
     """Phase 3: run the meta profile's sleeves in parallel, meta-optimise, flatten, report."""
-    _ctx().config.meta(profile)  # a wrong profile fails before the heavy imports below
+    ctx = _ctx()
+    ctx.config.meta(profile)  # a wrong profile fails before the heavy imports below
+    from portflow.meta.sleeves import sleeve_executor
+
+    # Ray's cluster starts in the background now: the imports below overlap its start-up
+    sleeves_on = sleeve_executor(ctx.config, profile, executor, ray_address)
     from portflow.meta.pipeline import MetaOptions
     from portflow.meta.pipeline import flow_meta_production as run_meta
 
-    _done(run_meta(_ctx(), profile, _run_id(run_id), data_run,
+    _done(run_meta(ctx, profile, _run_id(run_id), data_run,
                    MetaOptions(executor=executor, ray_address=ray_address,
-                               skip_analysis=skip_analysis, skip_validation=skip_validation)))
+                               skip_analysis=skip_analysis, skip_validation=skip_validation),
+                   sleeves_on))
 
 
 # -- inspection ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Seeded random universes for the optimiser's property test and ``benchmarks/bench_methods.py``.
+"""Seeded random universes for the optimiser's property test and ``benchmarks/compare_methods.py``.
 
 Crypto-like factor returns: 2-5 factors with Student-t(4) shocks (fat tails), sparse positive
 loadings, idiosyncratic vol of 1-5 % a bar and a positive drift (the winners of a long

@@ -210,7 +210,9 @@ def test_ray_local_cluster_runs_the_sleeves_and_matches_the_local_executor(
     runs = phase1_data / "runs"
     rec = {k: json.loads((runs / k / "run.json").read_text()) for k in ("r", "l")}
     assert rec["r"]["executor"] == "ray" and rec["l"]["executor"] == "local"
-    assert rec["r"]["steps"]["sleeves"]["counts"]["ray_startup_seconds"] > 0
+    counts = rec["r"]["steps"]["sleeves"]["counts"]
+    assert counts["ray_startup_seconds"] > 0 and counts["ray_wait_seconds"] >= 0
+    assert rec["r"]["jobs_per_sleeve"] == rec["l"]["jobs_per_sleeve"] == 1
     for sid in ("long", "short"):
         r_sub = json.loads((runs / "r" / "sleeves" / sid / "run.json").read_text())
         l_sub = json.loads((runs / "l" / "sleeves" / sid / "run.json").read_text())

@@ -121,3 +121,11 @@ def test_keys_come_from_the_environment_only(monkeypatch: pytest.MonkeyPatch, tm
     out = capsys.readouterr()
     for text in (str(err.value), out.out, out.err):
         assert "sekrit" not in text
+
+
+def test_the_exchange_ids_read_without_importing_ccxt_are_ccxts_own_list() -> None:
+    import ccxt
+
+    from portflow.providers.registry import ccxt_exchanges
+
+    assert ccxt_exchanges() == tuple(sorted(ccxt.exchanges))

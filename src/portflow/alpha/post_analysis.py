@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import dendrogram, leaves_list, linkage, optimal_leaf_ordering
 from scipy.spatial.distance import squareform
-from sklearn.metrics import adjusted_rand_score
 
 from portflow.alpha import figures
 from portflow.alpha.cluster import cluster_returns, correlation_distance
@@ -160,6 +159,10 @@ def drift_totals(drift: pd.DataFrame) -> dict[str, float]:
 def cluster_stability(synthetic: pd.DataFrame, threshold: float, max_clusters: int
                       ) -> Stability:
     """Step 5."""
+    # here, not at the top: scikit-learn (and the scipy.stats it loads) costs ~0.5 s to import,
+    # paid by every process that imports the Phase 2 runner, post-analysis or not
+    from sklearn.metrics import adjusted_rand_score
+
     half = len(synthetic) // 2
     if half < 2:
         raise ValueError(f"cluster stability needs >= 4 bars, got {len(synthetic)}")

@@ -14,8 +14,10 @@
    (:func:`portflow.meta.sleeves.run_sleeve`, a full Phase 2), through the executor seam: Ray
    tasks of 1 CPU on a local cluster of the profile's `num_cpus` (default: the cores), or on
    the cluster at `--ray-address`; `--executor local` runs them one after the other in this
-   process. The same thread cap either way. Every task runs to its end (each leaves a complete
-   workspace) before any verdict.
+   process. The same thread cap, and the same inline walk-forward, either way. Ray's cluster
+   started in the background before step 1 (:func:`portflow.meta.sleeves.sleeve_executor`);
+   it is shut down in the background as soon as the last leaf is back, while step 4 runs.
+   Every task runs to its end (each leaves a complete workspace) before any verdict.
 4. Assembly, bottom-up (a nested meta before its parent), at every meta level:
    a. `sleeves`: each child's status, seconds, workspace and report link in the level's
       run.json. A failed child fails the level with the failing sleeve's path, its reason and
@@ -46,19 +48,24 @@ from portflow.alpha import pipeline as phase2
 from portflow.clock import periods_per_year
 from portflow.config import config_hash
 from portflow.context import Context
-from portflow.errors import HealthGateError, PortflowError, RunError, UsageError
-from portflow.executors import RayExecutor, make_executor
+from portflow.errors import HealthGateError, PortflowError, RunError
+from portflow.executors import Executor, RayExecutor
 from portflow.meta import report as meta_report
 from portflow.meta.allocate import allocate
 from portflow.meta.flatten import Node, conservation_gate, flatten
 from portflow.meta.returns import Stream, align, in_sample_stream, meta_stream, validation_stream
-from portflow.meta.sleeves import THREADS_PER_SLEEVE, SleeveOutcome, SleeveTask, run_sleeve
+from portflow.meta.sleeves import (
+    JOBS_PER_SLEEVE,
+    THREADS_PER_SLEEVE,
+    SleeveOutcome,
+    SleeveTask,
+    run_sleeve,
+    sleeve_executor,
+)
 from portflow.meta.tree import SleeveNode, plan
 from portflow.runs import Run
 from portflow.summaries import link_label, meta_weights_table
 from portflow.ui import Tracker, log
-
-EXECUTORS = ("ray", "local")
 
 
 @dataclass(frozen=True)
@@ -101,14 +108,25 @@ def pin_data_runs(ctx: Context, root: SleeveNode, data_run: str | None) -> dict[
 
 
 def flow_meta_production(ctx: Context, profile: str, run_id: str | None = None,
-                         data_run: str | None = None, opts: MetaOptions | None = None) -> Run:
-    """Steps 1-5 (module docstring); returns the meta run (succeeded) or raises."""
+                         data_run: str | None = None, opts: MetaOptions | None = None,
+                         executor: Executor | None = None) -> Run:
+    """Steps 1-5 (module docstring); returns the meta run (succeeded) or raises.
+    executor: the leaves' executor when the caller made it already
+    (:func:`portflow.meta.sleeves.sleeve_executor` from the same `opts`, as the CLI does so
+    that its own imports overlap Ray's start-up); closed here either way."""
     opts = opts or MetaOptions()
-    if opts.executor not in EXECUTORS:
-        raise UsageError(f"--executor '{opts.executor}' is not one of: {', '.join(EXECUTORS)}")
-    if opts.ray_address and opts.executor != "ray":
-        raise UsageError("--ray-address joins a Ray cluster; it needs --executor ray")
     ctx.config.meta(profile)
+    if executor is None:
+        executor = sleeve_executor(ctx.config, profile, opts.executor, opts.ray_address)
+    try:
+        return _flow_meta_production(ctx, profile, run_id, data_run, opts, executor)
+    finally:
+        if isinstance(executor, RayExecutor):
+            executor.close()
+
+
+def _flow_meta_production(ctx: Context, profile: str, run_id: str | None, data_run: str | None,
+                          opts: MetaOptions, executor: Executor) -> Run:
     resolved = ctx.resolved(profile)
     root = plan(profile, resolved)
     pins = pin_data_runs(ctx, root, data_run)
@@ -119,7 +137,7 @@ def flow_meta_production(ctx: Context, profile: str, run_id: str | None = None,
         ctx.data_dir, "meta", profile, as_of, resolved, config_hash(resolved), run_id=run_id,
         extra={"executor": opts.executor, "ray_address": opts.ray_address,
                "data_run": distinct[0] if len(distinct) == 1 else None, "data_runs": pins,
-               "threads_per_sleeve": THREADS_PER_SLEEVE},
+               "threads_per_sleeve": THREADS_PER_SLEEVE, "jobs_per_sleeve": JOBS_PER_SLEEVE},
     )
     log(f"flow-meta-production: run {run.run_id} for {profile}: {len(pins)} sleeve(s) on"
         f" {opts.executor}, data run(s) {', '.join(distinct)} (as of {as_of:%Y-%m-%d})")
@@ -135,11 +153,12 @@ def flow_meta_production(ctx: Context, profile: str, run_id: str | None = None,
                         extra={"executor": opts.executor,
                                "data_runs": {p: d for p, d in pins.items()
                                              if p.startswith(node.path + "/")},
-                               "threads_per_sleeve": THREADS_PER_SLEEVE},
+                               "threads_per_sleeve": THREADS_PER_SLEEVE,
+                               "jobs_per_sleeve": JOBS_PER_SLEEVE},
                     )
             levels: dict[str, _Level] = {}
             with run.step("sleeves") as counts:
-                outcomes = _fan_out(ctx, root, runs, pins, opts, counts)
+                outcomes = _fan_out(ctx, root, runs, pins, opts, executor, counts)
                 for node in root.metas_bottom_up():
                     if node.path:
                         outcomes[node.path] = _nested(ctx, node, runs[node.path], outcomes,
@@ -163,7 +182,8 @@ def _parent(path: str) -> str:
 
 
 def _fan_out(ctx: Context, root: SleeveNode, runs: dict[str, Run], pins: dict[str, str],
-             opts: MetaOptions, counts: dict[str, Any]) -> dict[str, SleeveOutcome]:
+             opts: MetaOptions, executor: Executor,
+             counts: dict[str, Any]) -> dict[str, SleeveOutcome]:
     data_dir = ctx.data_dir.resolve()
     tasks = [
         SleeveTask(
@@ -176,29 +196,8 @@ def _fan_out(ctx: Context, root: SleeveNode, runs: dict[str, Run], pins: dict[st
         )
         for leaf in root.leaves()
     ]
-    num_cpus = root.config.get("num_cpus")
-    executor = make_executor("ray" if opts.executor == "ray" else "local",
-                             jobs=num_cpus if opts.executor == "ray" else 1,
-                             address=opts.ray_address)
-    owned = False
     if isinstance(executor, RayExecutor):
-        import ray
-
-        owned = not ray.is_initialized()  # started or joined here: shut down or leave here
-        t = time.perf_counter()
-        try:
-            executor.start()
-        except Exception as exc:
-            what = (f"join the Ray cluster at {opts.ray_address}" if opts.ray_address
-                    else "start a local Ray cluster")
-            first = (str(exc).splitlines() or [""])[0]
-            raise RunError(f"cannot {what} ({type(exc).__name__}: {first}); check"
-                           " --ray-address, or run the sleeves in process with --executor local"
-                           ) from exc
-        counts["ray_startup_seconds"] = round(time.perf_counter() - t, 3)
-        counts["ray_cluster_cpus"] = int(ray.cluster_resources().get("CPU", 0))
-        log(f"sleeves: Ray {'joined at ' + opts.ray_address if opts.ray_address else 'local cluster'}"
-            f" ({counts['ray_cluster_cpus']} CPUs) in {counts['ray_startup_seconds']:.1f}s")
+        _join_cluster(executor, opts, counts)
     out: dict[str, SleeveOutcome] = {}
     try:
         with Tracker("sleeves", len(tasks)) as tracker:
@@ -214,13 +213,34 @@ def _fan_out(ctx: Context, root: SleeveNode, runs: dict[str, Run], pins: dict[st
                     + (f" ({res.failure_reason})" if res.failure_reason else ""))
                 tracker.advance()
     finally:
-        if owned:
-            import ray
-
-            ray.shutdown()
+        if isinstance(executor, RayExecutor):
+            executor.close(wait=False)  # Ray's processes exit while the meta assembles
     counts.update(leaves=len(tasks), leaves_succeeded=sum(o.ok for o in out.values()),
                   leaves_seconds={p: o.seconds for p, o in sorted(out.items())})
     return out
+
+
+def _join_cluster(executor: RayExecutor, opts: MetaOptions, counts: dict[str, Any]) -> None:
+    """Wait for the cluster started in the background; record its start-up (which overlapped
+    the planning) and how long the sleeves waited for it."""
+    import ray
+
+    t = time.perf_counter()
+    try:
+        executor.start()
+    except Exception as exc:
+        what = (f"join the Ray cluster at {opts.ray_address}" if opts.ray_address
+                else "start a local Ray cluster")
+        first = (str(exc).splitlines() or [""])[0]
+        raise RunError(f"cannot {what} ({type(exc).__name__}: {first}); check"
+                       " --ray-address, or run the sleeves in process with --executor local"
+                       ) from exc
+    counts["ray_wait_seconds"] = round(time.perf_counter() - t, 3)
+    counts["ray_startup_seconds"] = round(executor.startup_seconds or 0.0, 3)
+    counts["ray_cluster_cpus"] = int(ray.cluster_resources().get("CPU", 0))
+    log(f"sleeves: Ray {'joined at ' + opts.ray_address if opts.ray_address else 'local cluster'}"
+        f" ({counts['ray_cluster_cpus']} CPUs) in {counts['ray_startup_seconds']:.1f}s, the"
+        f" sleeves waited {counts['ray_wait_seconds']:.1f}s for it")
 
 
 # -- step 4 ----------------------------------------------------------------------------------

@@ -95,7 +95,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from portflow.errors import ProviderError, suggest
 from portflow.providers.base import METADATA_COLUMNS, OHLCV_COLUMNS, SCAN_FIELDS, ScanQuery
@@ -273,6 +272,10 @@ def _unit_t(gen: np.random.Generator, df: float, size: Any) -> np.ndarray:
 
 def _ar1(z: np.ndarray, phi: float) -> np.ndarray:
     """Stationary unit-variance AR(1) along axis 0 driven by standard normals ``z``."""
+    # here, not at the top: scipy.signal (and the scipy.stats it loads) costs ~0.35 s to
+    # import, and every configuration load imports this module for its universe names
+    from scipy.signal import lfilter
+
     u = z * np.sqrt(1.0 - phi * phi)
     u[0] = z[0]
     return lfilter([1.0], [1.0, -phi], u, axis=0)

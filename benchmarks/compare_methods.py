@@ -1,6 +1,9 @@
 """Per-call time of the five methods at production sizes, against a baseline revision.
 
-Run by hand: ``.venv/bin/python benchmarks/bench_methods.py [--baseline REV] [--universes N]``.
+Run by hand: ``.venv/bin/python benchmarks/compare_methods.py [--baseline REV] [--universes N]``.
+It compares two revisions of our own code, before and after a change, rather than ours against
+a baseline library in the same run, so it is not a row of the bench table (hence not named
+``bench_*.py``: ``make bench`` runs only those).
 Walk-forward validation calls every method ~95-165 times per production run on 20-25 atoms
 and 180-252 bars, so the per-call time at that size is what matters. Each universe is one of
 the property test's seeded crypto-like factor models (``tests/alpha/universes.py``) at that
