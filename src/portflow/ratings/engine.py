@@ -6,17 +6,19 @@ bar, so there is no gap inside a column.
 
 Algorithm (``compute_ratings``):
 
-1. Validate once per column (numba, parallel): the bar count ``n_j`` is the number of leading
-   rows with a non-NaN close; every later close must be NaN (else ``ValueError``: bars must be
-   left-aligned) and open/high/low/close must be finite in the first ``n_j`` rows. Volume may be
-   NaN or 0; VWMA is then absent for the windows that hold it.
-2. Spread columns over threads (``numba.prange``). Each thread copies its column's ``n_j`` bars
-   into contiguous scratch, so inputs may be read-only, strided or F-ordered views without a
-   copy of the panel, and only outputs are written back: peak memory is the inputs, the outputs
-   and O(T) scratch per thread.
-   Threads take blocks of 8 columns so that reading C-ordered inputs row by row uses whole
-   cache lines; gather and scatter go one array at a time (few memory streams), and all
-   per-column scratch is allocated once per block.
+1. Spread blocks of 32 columns over threads (``numba.prange``). Each thread copies its block's
+   high, low, close and volume, every row, into contiguous scratch, one row per column, so
+   inputs may be read-only, strided or F-ordered views without a copy of the panel, and only
+   outputs are written back: peak memory is the inputs, the outputs and O(T) scratch per
+   thread. Blocks of 32 columns make each row read 256 contiguous bytes (whole cache lines);
+   gather and scatter go one array at a time (few memory streams), and all per-column scratch
+   is allocated once per block.
+2. Validate each column from that copy, so the panel is read once: the bar count ``n_j`` is
+   the number of leading rows with a non-NaN close; every later close must be NaN (else
+   ``ValueError``: bars must be left-aligned) and open/high/low/close must be finite in the
+   first ``n_j`` rows (open is checked on the panel, the one input no rule reads). Volume may
+   be NaN or 0; VWMA is then absent for the windows that hold it. A block with a bad column
+   computes nothing further; the caller raises for the first bad column.
 3. Per column compute the 26 components, with the serial kernels of ``_core`` (the code the
    public kernels in ``kernels`` run) or, where the bars being NaN-free allows a faster pass,
    with ``_fused``'s single-pass versions that repeat ``_core``'s floating-point operations
@@ -398,45 +400,67 @@ def _rate_column(h, lo, c, v, votes, adx, plus, minus, ws, run):
 # panel kernels (parallel over symbols)
 
 
-#: Columns handled together by one thread: 8 float64 = one 64-byte cache line per row, so
-#: reading a block of C-ordered (T, N) inputs row by row uses whole cache lines instead of one
-#: 8-byte word per line (a per-column copy made the engine memory bound, ~2x slower).
-_BLOCK = 8
+#: Columns handled together by one thread. Reading a block of C-ordered (T, N) inputs row by
+#: row takes ``_BLOCK`` * 8 bytes from every row: 32 columns = 256 bytes, whole cache lines
+#: that the adjacent-line prefetcher pairs (a per-column copy made the engine memory bound,
+#: ~2x slower; blocks of 8 columns, one line per row, spent ~10% more time than 32 in the
+#: gather and scatter). A block's staged inputs and outputs stay a few MiB per thread.
+_BLOCK = 32
 
 
-@pjit
-def _bar_counts_panel(o, h, lo, c, counts, bad_bar, bad_pad):
-    """Per column: bar count, first non-finite OHLC row inside the bars, first bar after padding
-    (-1 when none). Blocks of columns, row by row, for the same cache reason as the panel."""
-    n_rows = c.shape[0]
-    n_cols = c.shape[1]
-    n_blocks = (n_cols + _BLOCK - 1) // _BLOCK
-    for blk in prange(n_blocks):
-        j0 = blk * _BLOCK
-        width = min(_BLOCK, n_cols - j0)
-        for jj in range(width):
-            counts[j0 + jj] = -1
-            bad_bar[j0 + jj] = -1
-            bad_pad[j0 + jj] = -1
+@jit
+def _validate_block(o, j0, ins, n_bars, bad_bar, bad_pad):
+    """Rule 2 of the module docstring for the columns j0 .. j0 + width of the panel, from the
+    block's gathered high, low, close (``ins[0..2]``, (width, T)) and the panel's ``o``.
+
+    Writes per column: ``n_bars`` (rows before the first NaN close), ``bad_bar`` (first row
+    inside the bars with a non-finite open/high/low/close, else -1) and ``bad_pad`` (first row
+    after the bars with a close, else -1). Returns whether the whole block is valid.
+    """
+    width = ins.shape[1]
+    n_rows = ins.shape[2]
+    n_max = 0
+    for jj in range(width):
+        c = ins[2, jj]
+        n = n_rows
         for t in range(n_rows):
-            for jj in range(width):
-                j = j0 + jj
-                x = c[t, j]
-                if counts[j] < 0:
-                    if x != x:
-                        counts[j] = t
-                    elif bad_bar[j] < 0 and not (
-                        np.isfinite(x)
-                        and np.isfinite(o[t, j])
-                        and np.isfinite(h[t, j])
-                        and np.isfinite(lo[t, j])
-                    ):
-                        bad_bar[j] = t
-                elif x == x and bad_pad[j] < 0:
-                    bad_pad[j] = t
+            if c[t] != c[t]:
+                n = t
+                break
+        n_bars[jj] = n
+        n_max = max(n_max, n)
+        pad = -1
+        for t in range(n + 1, n_rows):
+            if c[t] == c[t]:
+                pad = t
+                break
+        bad_pad[jj] = pad
+        h = ins[0, jj]
+        lo = ins[1, jj]
+        # x - x is NaN exactly when x is not finite: one branch-free pass finds out whether
+        # any bar is bad, and only then is the first one looked for.
+        acc = 0.0
+        for t in range(n):
+            acc += (h[t] - h[t]) + (lo[t] - lo[t]) + (c[t] - c[t])
+        bad = -1
+        if acc != acc:
+            for t in range(n):
+                if not (np.isfinite(h[t]) and np.isfinite(lo[t]) and np.isfinite(c[t])):
+                    bad = t
+                    break
+        bad_bar[jj] = bad
+    # open is not an input of any rule: check it on the panel, row by row (whole lines), only
+    # up to the earliest row already known bad in each column.
+    ob = o[:, j0 : j0 + width]
+    for t in range(n_max):
         for jj in range(width):
-            if counts[j0 + jj] < 0:
-                counts[j0 + jj] = n_rows
+            x = ob[t, jj]
+            if (x - x != 0.0) and t < n_bars[jj] and (bad_bar[jj] < 0 or t < bad_bar[jj]):
+                bad_bar[jj] = t
+    ok = True
+    for jj in range(width):
+        ok = ok and bad_bar[jj] < 0 and bad_pad[jj] < 0
+    return ok
 
 
 @jit
@@ -485,17 +509,13 @@ def _combine_votes(votes, ra, rm, ro, acc):
 
 
 @jit
-def _gather_block(x, j0, width, n_bars, n_min, n_max, out):
-    """Columns j0 .. j0 + width of (T, N) ``x`` into rows of ``out`` (width, n_max), each
-    column's first ``n_bars[jj]`` bars."""
+def _gather_block(x, j0, out):
+    """Columns j0 .. j0 + width of (T, N) ``x`` into the rows of ``out`` (width, T)."""
+    width = out.shape[0]
     xb = x[:, j0 : j0 + width]
-    for t in range(n_min):
+    for t in range(x.shape[0]):
         for jj in range(width):
             out[jj, t] = xb[t, jj]
-    for t in range(n_min, n_max):
-        for jj in range(width):
-            if t < n_bars[jj]:
-                out[jj, t] = xb[t, jj]
 
 
 @jit
@@ -513,7 +533,22 @@ def _scatter_block(src, j0, width, n_bars, n_min, x):
 
 @pjit
 def _ratings_panel(
-    h, lo, c, v, counts, want_votes, rec_all, rec_ma, rec_oth, adx, plus, minus, votes
+    o,
+    h,
+    lo,
+    c,
+    v,
+    want_votes,
+    counts,
+    bad_bar,
+    bad_pad,
+    rec_all,
+    rec_ma,
+    rec_oth,
+    adx,
+    plus,
+    minus,
+    votes,
 ):
     n_rows = c.shape[0]
     n_cols = c.shape[1]
@@ -521,21 +556,26 @@ def _ratings_panel(
     for blk in prange(n_blocks):
         j0 = blk * _BLOCK
         width = min(_BLOCK, n_cols - j0)
+        ins = np.empty((4, width, n_rows))
+        # One input array at a time: one read stream (the block's lines of each row) and
+        # ``width`` write streams; all four at once was more streams than the hardware
+        # prefetchers track. The bars are validated from the gathered copy, so the panel is
+        # read once.
+        _gather_block(h, j0, ins[0])
+        _gather_block(lo, j0, ins[1])
+        _gather_block(c, j0, ins[2])
         n_bars = counts[j0 : j0 + width]
+        if not _validate_block(
+            o, j0, ins, n_bars, bad_bar[j0 : j0 + width], bad_pad[j0 : j0 + width]
+        ):
+            continue  # the caller raises; nothing of this block is needed
+        _gather_block(v, j0, ins[3])
         n_max = 0
         for jj in range(width):
             n_max = max(n_max, n_bars[jj])
         n_min = n_max
         for jj in range(width):
             n_min = min(n_min, n_bars[jj])
-        ins = np.empty((4, width, n_max))
-        # One input array at a time: one read stream (a cache line of the block per row) and
-        # ``width`` write streams; all four at once was ~40 streams, more than the hardware
-        # prefetchers track.
-        _gather_block(h, j0, width, n_bars, n_min, n_max, ins[0])
-        _gather_block(lo, j0, width, n_bars, n_min, n_max, ins[1])
-        _gather_block(c, j0, width, n_bars, n_min, n_max, ins[2])
-        _gather_block(v, j0, width, n_bars, n_min, n_max, ins[3])
         outs = np.empty((6, width, n_max))
         vb = np.empty((width if want_votes else 0, N_COMPONENTS, n_max), np.int8)
         # Scratch allocated once per block; reshaped flat buffers so every row is C-contiguous
@@ -586,11 +626,11 @@ def _ratings_panel(
 
 
 _I8_1D = types.Array(types.int64, 1, "C")
-_BAR_COUNTS = Pinned(_bar_counts_panel, (F8_2D_IN,) * 4 + (_I8_1D,) * 3)
 _RATINGS = Pinned(
     _ratings_panel,
-    (F8_2D_IN,) * 4
-    + (_I8_1D, types.boolean)
+    (F8_2D_IN,) * 5
+    + (types.boolean,)
+    + (_I8_1D,) * 3
     + (F8_2D_OUT,) * 6
     + (types.Array(types.int8, 3, "C"),),
 )
@@ -675,7 +715,16 @@ def compute_ratings(
     counts = np.empty(n_cols, np.int64)
     bad_bar = np.empty(n_cols, np.int64)
     bad_pad = np.empty(n_cols, np.int64)
-    _BAR_COUNTS(o, h, lo, c, counts, bad_bar, bad_pad)
+    outs = [np.empty((n_rows, n_cols)) for _ in range(6)]
+    votes = (
+        np.empty((N_COMPONENTS, n_rows, n_cols), np.int8)
+        if with_components
+        else np.empty((0, 0, 0), np.int8)
+    )
+    # numba's default (workqueue) threading layer aborts the process when two Python threads
+    # launch parallel kernels at once; the kernel already uses every core, so serialise.
+    with _PARALLEL_LOCK:
+        _RATINGS(o, h, lo, c, v, with_components, counts, bad_bar, bad_pad, *outs, votes)
     if (bad_pad >= 0).any():
         j = int(np.flatnonzero(bad_pad >= 0)[0])
         raise ValueError(
@@ -688,16 +737,6 @@ def compute_ratings(
             f"column {j}, row {bad_bar[j]}: open/high/low/close must be finite inside the "
             f"symbol's {counts[j]} bars; drop or repair that bar before computing ratings"
         )
-    outs = [np.empty((n_rows, n_cols)) for _ in range(6)]
-    votes = (
-        np.empty((N_COMPONENTS, n_rows, n_cols), np.int8)
-        if with_components
-        else np.empty((0, 0, 0), np.int8)
-    )
-    # numba's default (workqueue) threading layer aborts the process when two Python threads
-    # launch parallel kernels at once; the kernel already uses every core, so serialise.
-    with _PARALLEL_LOCK:
-        _RATINGS(h, lo, c, v, counts, with_components, *outs, votes)
     if one_d:
         outs = [x[:, 0] for x in outs]
         votes = votes[:, :, 0] if with_components else votes
