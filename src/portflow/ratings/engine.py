@@ -29,7 +29,7 @@ Algorithm (``compute_ratings``):
    previous bar for "rising", and ``[k]`` look-backs such as AO[2]) is not yet available.
    Rising means strictly greater than the previous bar. Work shared between components is
    done once: one prefix-sum pass serves the six SMAs, one pass advances all nine EMAs
-   (10..200, 12, 26, 13; MACD and Bull Bear Power reuse them), the 9-bar high/low extremes
+   (10..200, 12, 26, 13; MACD and Bull Bear Power reuse them) and the MACD signal, the 9-bar high/low extremes
    give the 14-, 26- and 52-bar ones exactly, RSI feeds Stoch RSI, and the 14-bar extremes
    feed both the stochastic and Williams %R. The tests check every engine vote against the
    SPEC rules applied to the public kernels, so these shortcuts cannot drift.
@@ -343,8 +343,10 @@ def _rate_column(h, lo, c, v, votes, adx, plus, minus, ws, run):
     k.cci_from_mean(c, a, i64(20), b)
     _vote_band_turn(b, -100.0, 100.0, votes[17])
 
-    # One pass advances all nine EMAs (MACD and Bull Bear Power reuse 12, 26, 13).
-    f.ema_bank9(c, emas, k.ema_bank)
+    # One pass advances all nine EMAs (Bull Bear Power reuses 13) and the MACD line (12 - 26)
+    # with its signal, into a and b (ws[2:4]) and voted at once.
+    f.ema_bank9(c, emas, k.ema_bank, ws[2:4], k.ema)
+    _vote_above(a, b, votes[21])
     for i in range(6):
         f.vote_ma_from(emas[i], c, _MA_LENGTHS[i] - 1, votes[6 + i])
     e50 = emas[3]
@@ -377,11 +379,6 @@ def _rate_column(h, lo, c, v, votes, adx, plus, minus, ws, run):
         a[t] -= t2[t]
     _vote_ao(a, votes[19])
     f.mom_votes(c, i64(10), votes[20])
-    # MACD from the banked EMA12/EMA26 (same SMA seeds as k.macd).
-    for t in range(n):
-        a[t] = emas[6, t] - emas[7, t]
-    k.ema(a, i64(9), b)
-    _vote_above(a, b, votes[21])
     # Stoch RSI: 14-bar extremes of RSI (finite from bar 14), raw, %K, %D.
     f.extremes(r, r, i64(14), i64(14), t1, t2)
     f.stoch_raw_from(r, t1, t2, i64(27), a)
