@@ -449,6 +449,14 @@ def test_invalid_bars_are_found_in_any_block_and_the_first_bad_column_is_named(b
     late[25, 33] = np.nan
     with pytest.raises(ValueError, match="column 33, row 20"):
         r.compute_ratings(o, h, late, c, v)
+    early_open = o.copy()
+    early_open[12, 33] = np.inf  # before the bad low: the first bad row of the column
+    early_open[55, 65] = np.inf  # padding of column 65: ignored
+    with pytest.raises(ValueError, match="column 33, row 12"):
+        r.compute_ratings(early_open, h, late, c, v)
+    ok_open = o.copy()
+    ok_open[55, 65] = np.inf
+    assert r.compute_ratings(ok_open, h, lo, c, v).n_bars[65] == 50
     gap = c.copy()
     gap[30, 66] = np.nan
     gap[12, 1] = np.inf

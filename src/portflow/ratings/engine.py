@@ -16,9 +16,10 @@ Algorithm (``compute_ratings``):
 2. Validate each column from that copy, so the panel is read once: the bar count ``n_j`` is
    the number of leading rows with a non-NaN close; every later close must be NaN (else
    ``ValueError``: bars must be left-aligned) and open/high/low/close must be finite in the
-   first ``n_j`` rows (open is checked on the panel, the one input no rule reads). Volume may
-   be NaN or 0; VWMA is then absent for the windows that hold it. A block with a bad column
-   computes nothing further; the caller raises for the first bad column.
+   first ``n_j`` rows. Volume may be NaN or 0; VWMA is then absent for the windows that hold
+   it. A block with a bad column computes nothing further; the caller raises for the first
+   bad column. Open, which no rule reads, is not gathered: after the blocks, threads check it
+   in chunks of whole rows (contiguous memory) against the bar counts.
 3. Per column compute the 26 components, with the serial kernels of ``_core`` (the code the
    public kernels in ``kernels`` run) or, where the bars being NaN-free allows a faster pass,
    with ``_fused``'s single-pass versions that repeat ``_core``'s floating-point operations
@@ -407,17 +408,17 @@ _BLOCK = 32
 
 
 @jit
-def _validate_block(o, j0, ins, n_bars, bad_bar, bad_pad):
-    """Rule 2 of the module docstring for the columns j0 .. j0 + width of the panel, from the
-    block's gathered high, low, close (``ins[0..2]``, (width, T)) and the panel's ``o``.
+def _validate_block(ins, n_bars, bad_bar, bad_pad):
+    """Rule 2 of the module docstring for a block's gathered high, low, close (``ins[0..2]``,
+    (width, T)); open is checked by ``_first_bad_open``.
 
     Writes per column: ``n_bars`` (rows before the first NaN close), ``bad_bar`` (first row
-    inside the bars with a non-finite open/high/low/close, else -1) and ``bad_pad`` (first row
+    inside the bars with a non-finite high/low/close, else -1) and ``bad_pad`` (first row
     after the bars with a close, else -1). Returns whether the whole block is valid.
     """
     width = ins.shape[1]
     n_rows = ins.shape[2]
-    n_max = 0
+    ok = True
     for jj in range(width):
         c = ins[2, jj]
         n = n_rows
@@ -426,7 +427,6 @@ def _validate_block(o, j0, ins, n_bars, bad_bar, bad_pad):
                 n = t
                 break
         n_bars[jj] = n
-        n_max = max(n_max, n)
         pad = -1
         for t in range(n + 1, n_rows):
             if c[t] == c[t]:
@@ -447,18 +447,32 @@ def _validate_block(o, j0, ins, n_bars, bad_bar, bad_pad):
                     bad = t
                     break
         bad_bar[jj] = bad
-    # open is not an input of any rule: check it on the panel, row by row (whole lines), only
-    # up to the earliest row already known bad in each column.
-    ob = o[:, j0 : j0 + width]
-    for t in range(n_max):
-        for jj in range(width):
-            x = ob[t, jj]
-            if (x - x != 0.0) and t < n_bars[jj] and (bad_bar[jj] < 0 or t < bad_bar[jj]):
-                bad_bar[jj] = t
-    ok = True
-    for jj in range(width):
-        ok = ok and bad_bar[jj] < 0 and bad_pad[jj] < 0
+        ok = ok and bad < 0 and pad < 0
     return ok
+
+
+@jit
+def _first_bad_open(o, counts, t0, t1, first):
+    """Per column j, the first row in t0 .. t1 (and < ``counts[j]``) where ``o`` is not
+    finite, into ``first[j]`` (-1: none). Rows are read whole, in order: the rows of a
+    C-ordered panel are contiguous, so this streams (no rule reads open, so it is not
+    gathered; checked in column blocks, as the other inputs are read, it cost three times
+    their gather)."""
+    n_cols = o.shape[1]
+    acc = np.zeros(n_cols)
+    for t in range(t0, t1):
+        row = o[t]
+        for j in range(n_cols):
+            x = row[j]
+            acc[j] += (x - x) if t < counts[j] else 0.0
+    for j in range(n_cols):
+        first[j] = -1
+        if acc[j] != acc[j]:
+            for t in range(t0, min(t1, counts[j])):
+                x = o[t, j]
+                if x - x != 0.0:
+                    first[j] = t
+                    break
 
 
 @jit
@@ -568,9 +582,7 @@ def _ratings_panel(
         _gather_block(lo, j0, ins[1])
         _gather_block(c, j0, ins[2])
         n_bars = counts[j0 : j0 + width]
-        if not _validate_block(
-            o, j0, ins, n_bars, bad_bar[j0 : j0 + width], bad_pad[j0 : j0 + width]
-        ):
+        if not _validate_block(ins, n_bars, bad_bar[j0 : j0 + width], bad_pad[j0 : j0 + width]):
             continue  # the caller raises; nothing of this block is needed
         _gather_block(v, j0, ins[3])
         n_max = 0
@@ -626,6 +638,21 @@ def _ratings_panel(
                 for t in range(n_rows):
                     for jj in range(width):
                         votes[i, t, j0 + jj] = vb[jj, i, t] if t < n_bars[jj] else VOTE_ABSENT
+    # Open, once the bar counts are known: row chunks in parallel, then the first bad row of
+    # each column (chunks are in row order) joins ``bad_bar``.
+    n_chunks = min(n_blocks, n_rows)
+    first_open = np.empty((n_chunks, n_cols), np.int64)
+    for ch in prange(n_chunks):
+        _first_bad_open(
+            o, counts, (ch * n_rows) // n_chunks, ((ch + 1) * n_rows) // n_chunks, first_open[ch]
+        )
+    for j in range(n_cols):
+        for ch in range(n_chunks):
+            t = first_open[ch, j]
+            if t >= 0:
+                if bad_bar[j] < 0 or t < bad_bar[j]:
+                    bad_bar[j] = t
+                break
 
 
 _I8_1D = types.Array(types.int64, 1, "C")
