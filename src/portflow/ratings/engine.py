@@ -57,7 +57,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from portflow.ratings import _core as k
 from portflow.ratings import _fused as f
-from portflow.ratings._jit import F8_2D_IN, F8_2D_OUT, Pinned, jit, pjit
+from portflow.ratings._jit import (
+    F8_2D_IN,
+    F8_2D_OUT,
+    Pinned,
+    jit,
+    pjit,
+    prefetch_read,
+    prefetch_write,
+)
 
 #: Sentinel in ``Ratings.votes`` for a component that cannot vote yet (or padding).
 VOTE_ABSENT = -128
@@ -456,8 +464,8 @@ def _first_bad_open(o, counts, t0, t1, first):
     """Per column j, the first row in t0 .. t1 (and < ``counts[j]``) where ``o`` is not
     finite, into ``first[j]`` (-1: none). Rows are read whole, in order: the rows of a
     C-ordered panel are contiguous, so this streams (no rule reads open, so it is not
-    gathered; checked in column blocks, as the other inputs are read, it cost three times
-    their gather)."""
+    gathered; checked in column blocks, as the other inputs are read, it cost about three
+    times one input's gather)."""
     n_cols = o.shape[1]
     acc = np.zeros(n_cols)
     for t in range(t0, t1):
@@ -520,12 +528,24 @@ def _combine_votes(votes, ra, rm, ro, acc):
         ro[t] = r_os
 
 
+#: Rows ahead that gather and scatter ask the CPU to fetch (see ``_jit``'s prefetch hints).
+#: On a cold 1,000-column panel both took ~40% less time with it; 8 and 32 did worse.
+_PREFETCH_ROWS = 16
+
+
 @jit
 def _gather_block(x, j0, out):
     """Columns j0 .. j0 + width of (T, N) ``x`` into the rows of ``out`` (width, T)."""
     width = out.shape[0]
+    n_rows = x.shape[0]
     xb = x[:, j0 : j0 + width]
-    for t in range(x.shape[0]):
+    for t in range(n_rows):
+        ahead = t + _PREFETCH_ROWS
+        if ahead < n_rows:
+            # every cache line of the block's row (8 float64 apart, and the last element)
+            for k in range(0, width, 8):
+                prefetch_read(x, ahead, j0 + k)
+            prefetch_read(x, ahead, j0 + width - 1)
         for jj in range(width):
             out[jj, t] = xb[t, jj]
 
@@ -534,13 +554,20 @@ def _gather_block(x, j0, out):
 def _scatter_block(src, j0, width, n_bars, n_min, x):
     """Rows of ``src`` (width, >= n_bars) back into columns j0 .. j0 + width of (T, N) ``x``,
     NaN after each column's bars."""
+    n_rows = x.shape[0]
     xb = x[:, j0 : j0 + width]
-    for t in range(n_min):
-        for jj in range(width):
-            xb[t, jj] = src[jj, t]
-    for t in range(n_min, x.shape[0]):
-        for jj in range(width):
-            xb[t, jj] = src[jj, t] if t < n_bars[jj] else np.nan
+    for t in range(n_rows):
+        ahead = t + _PREFETCH_ROWS
+        if ahead < n_rows:
+            for k in range(0, width, 8):
+                prefetch_write(x, ahead, j0 + k)
+            prefetch_write(x, ahead, j0 + width - 1)
+        if t < n_min:
+            for jj in range(width):
+                xb[t, jj] = src[jj, t]
+        else:
+            for jj in range(width):
+                xb[t, jj] = src[jj, t] if t < n_bars[jj] else np.nan
 
 
 @pjit
