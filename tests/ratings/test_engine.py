@@ -427,3 +427,38 @@ def test_concurrent_calls_from_threads_are_safe_and_identical() -> None:
     for t in threads:
         t.join()
     assert len(out) == 6 and all(np.array_equal(out[0], o, equal_nan=True) for o in out)
+
+
+def test_invalid_bars_are_found_in_any_block_and_the_first_bad_column_is_named(bar_factory):
+    """Validation runs per block of columns inside the parallel pass: the error still names
+    the first bad column of the panel, a bad open counts like a bad high/low/close, and a bad
+    value after a column's bars (padding) is not an error."""
+    o, h, lo, c, v = (x.copy() for x in bar_factory(2, 60, 70))
+    for x in (o, h, lo, c, v):
+        x[50:, 65] = np.nan
+    h[55, 65] = np.inf  # inside the padding: ignored
+    ok = r.compute_ratings(o, h, lo, c, v)
+    assert ok.n_bars[65] == 50 and ok.n_bars[64] == 60
+    bad_open = o.copy()
+    bad_open[7, 40] = np.nan
+    bad_open[3, 69] = np.inf
+    with pytest.raises(ValueError, match="column 40, row 7: open/high/low/close"):
+        r.compute_ratings(bad_open, h, lo, c, v)
+    late = lo.copy()
+    late[20, 33] = -np.inf
+    late[25, 33] = np.nan
+    with pytest.raises(ValueError, match="column 33, row 20"):
+        r.compute_ratings(o, h, late, c, v)
+    early_open = o.copy()
+    early_open[12, 33] = np.inf  # before the bad low: the first bad row of the column
+    early_open[55, 65] = np.inf  # padding of column 65: ignored
+    with pytest.raises(ValueError, match="column 33, row 12"):
+        r.compute_ratings(early_open, h, late, c, v)
+    ok_open = o.copy()
+    ok_open[55, 65] = np.inf
+    assert r.compute_ratings(ok_open, h, lo, c, v).n_bars[65] == 50
+    gap = c.copy()
+    gap[30, 66] = np.nan
+    gap[12, 1] = np.inf
+    with pytest.raises(ValueError, match="column 66: close is NaN at row 30 but a bar follows"):
+        r.compute_ratings(o, h, lo, gap, v)

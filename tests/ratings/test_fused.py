@@ -113,3 +113,21 @@ def test_mom_votes_match_momentum_rule(bar_factory):
     got = np.empty(300, np.int8)
     f.mom_votes(c, i64(10), got)
     assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(("seed", "n", "tick", "flat"), CASES)
+def test_ema_bank_with_macd_matches_core_macd(bar_factory, seed, n, tick, flat):
+    """The MACD line and signal advanced inside the EMA bank equal ``_core.macd``'s, and the
+    bank itself is unchanged by carrying them."""
+    _, _, c, _ = _series(bar_factory, seed, n, tick, flat)
+    e = np.empty
+    lengths = (10, 20, 30, 50, 100, 200, 12, 26, 13)
+    want_bank = e((9, n))
+    k.ema_bank(c, lengths, want_bank)
+    want_line, want_signal = e(n), e(n)
+    k.macd(c, i64(12), i64(26), i64(9), want_line, want_signal)
+    bank, macd = e((9, n)), e((2, n))
+    f.ema_bank9(c, bank, k.ema_bank, macd, k.ema)
+    assert_array_equal(bank, want_bank, err_msg="ema_bank9")
+    assert_array_equal(macd[0], want_line, err_msg="macd line")
+    assert_array_equal(macd[1], want_signal, err_msg="macd signal")

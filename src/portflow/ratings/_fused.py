@@ -156,15 +156,26 @@ _HEAD = 200  # the longest EMA; from this bar on every recursion is running
 
 
 @jit
-def ema_bank9(x, out, ema_bank):
+def ema_bank9(x, out, ema_bank, macd=None, ema=None):
     """``_core.ema_bank(x, (10, 20, 30, 50, 100, 200, 12, 26, 13), out)`` for NaN-free ``x``.
 
     The first 200 bars run the general kernel (``ema_bank``, passed in to avoid an import
     cycle); after that all nine recursions are live and advance together in scalar registers.
+
+    With ``macd`` ((2, n) scratch) and ``ema`` (``_core.ema``) also the MACD (12, 26, 9) line
+    EMA12 - EMA26 into ``macd[0]`` and its signal ``_core.ema(line, 9)`` into ``macd[1]``: the
+    signal's recursion rides in the same loop (one more chain beside nine costs little; run
+    on its own, its latency chain cost two thirds of the nine's pass). Without them (the
+    default) that code is compiled out.
     """
     size = x.shape[0]
     head = min(size, _HEAD)
     ema_bank(x[:head], (10, 20, 30, 50, 100, 200, 12, 26, 13), out[:, :head])
+    if macd is not None:
+        # The signal is seeded (bar 33) well inside the head: after it, only its recursion.
+        for t in range(head):
+            macd[0, t] = out[6, t] - out[7, t]
+        ema(macd[0, :head], np.int64(9), macd[1, :head])
     if size <= _HEAD:
         return
     a0 = 2.0 / (10 + 1.0)
@@ -176,6 +187,7 @@ def ema_bank9(x, out, ema_bank):
     a6 = 2.0 / (12 + 1.0)
     a7 = 2.0 / (26 + 1.0)
     a8 = 2.0 / (13 + 1.0)
+    a9 = 2.0 / (9 + 1.0)  # _core.ema's alpha for the signal
     p = _HEAD - 1
     s0 = out[0, p]
     s1 = out[1, p]
@@ -186,6 +198,7 @@ def ema_bank9(x, out, ema_bank):
     s6 = out[6, p]
     s7 = out[7, p]
     s8 = out[8, p]
+    sig = macd[1, p] if macd is not None else 0.0
     for t in range(_HEAD, size):
         xt = x[t]
         s0 += a0 * (xt - s0)
@@ -206,6 +219,11 @@ def ema_bank9(x, out, ema_bank):
         out[6, t] = s6
         out[7, t] = s7
         out[8, t] = s8
+        if macd is not None:
+            line = s6 - s7
+            sig += a9 * (line - sig)
+            macd[0, t] = line
+            macd[1, t] = sig
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,7 +632,11 @@ def mom_votes(c, n, out):
     size = c.shape[0]
     for t in range(min(n + 1, size)):
         out[t] = _ABSENT
+    # t = u + n + 1, through views from n: with the runtime ``n`` inside the index numba's
+    # wraparound check kept the loop scalar.
+    c_n = c[n:]
+    out_n1 = out[n + 1 :]
     for u in range(size - n - 1):
-        a = c[u + n + 1] - c[u + 1]
-        b = c[u + n] - c[u]
-        out[u + n + 1] = np.int8(a > b) - np.int8(a < b)
+        a = c_n[u + 1] - c[u + 1]
+        b = c_n[u] - c[u]
+        out_n1[u] = np.int8(a > b) - np.int8(a < b)

@@ -25,6 +25,12 @@ whose inputs are 2-D float64 arrays of any layout ('A') and read-only. Writable,
 C-, F-ordered and strided views (pandas 3 copy-on-write hands out read-only arrays) all convert
 to it, so one compiled version serves every caller and no call compiles a new variant.
 
+Prefetch hints (:data:`prefetch_read`, :data:`prefetch_write`): LLVM's ``llvm.prefetch`` on
+the address of ``a[i, j]``, for loops that walk a C-ordered panel down a block of columns.
+Each row of the block is a short run of cache lines one whole panel row away from the last,
+too far for the hardware prefetchers, so without the hint every run is a demand miss. A
+prefetch never faults and changes no value.
+
 First use on a machine (or after an upgrade) compiles for ~40 s; when the cache holds no index
 file of the kernel about to compile, one line on stderr says so (once per process), so the
 first run is not silently stuck.
@@ -41,7 +47,10 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numba
+from llvmlite import ir
 from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from portflow.ui import log
 
@@ -92,6 +101,37 @@ def pjit(func: F) -> F:
 F8_2D_IN = types.Array(types.float64, 2, "A", readonly=True)
 #: numba type of a writable C-ordered 2-D float64 output.
 F8_2D_OUT = types.Array(types.float64, 2, "C")
+
+
+def _prefetch(write: int) -> Any:
+    @intrinsic
+    def prefetch(typingctx, a, i, j):
+        if not (isinstance(a, types.Array) and a.ndim == 2):
+            return None
+
+        def codegen(context, builder, sig, args):
+            arr = context.make_array(sig.args[0])(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(
+                context, builder, sig.args[0], arr, args[1:], wraparound=False, boundscheck=False
+            )
+            i8p = ir.PointerType(ir.IntType(8))
+            i32 = ir.IntType(32)
+            fn = builder.module.declare_intrinsic(
+                "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            )
+            # (address, 0 read / 1 write, locality 3: keep in all cache levels, 1: data)
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32(write), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return types.void(a, i, j), codegen
+
+    return prefetch
+
+
+#: ``prefetch_read(a, i, j)``: ask for the cache line of ``a[i, j]`` (2-D array) to be read.
+prefetch_read = _prefetch(0)
+#: ``prefetch_write(a, i, j)``: the same, for a line about to be written (fetched exclusive).
+prefetch_write = _prefetch(1)
 
 
 COMPILE_NOTICE = ("compiling the ratings kernels (first run after an install or upgrade,"

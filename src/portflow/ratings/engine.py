@@ -6,17 +6,20 @@ bar, so there is no gap inside a column.
 
 Algorithm (``compute_ratings``):
 
-1. Validate once per column (numba, parallel): the bar count ``n_j`` is the number of leading
-   rows with a non-NaN close; every later close must be NaN (else ``ValueError``: bars must be
-   left-aligned) and open/high/low/close must be finite in the first ``n_j`` rows. Volume may be
-   NaN or 0; VWMA is then absent for the windows that hold it.
-2. Spread columns over threads (``numba.prange``). Each thread copies its column's ``n_j`` bars
-   into contiguous scratch, so inputs may be read-only, strided or F-ordered views without a
-   copy of the panel, and only outputs are written back: peak memory is the inputs, the outputs
-   and O(T) scratch per thread.
-   Threads take blocks of 8 columns so that reading C-ordered inputs row by row uses whole
-   cache lines; gather and scatter go one array at a time (few memory streams), and all
-   per-column scratch is allocated once per block.
+1. Spread blocks of 32 columns over threads (``numba.prange``). Each thread copies its block's
+   high, low, close and volume, every row, into contiguous scratch, one row per column, so
+   inputs may be read-only, strided or F-ordered views without a copy of the panel, and only
+   outputs are written back: peak memory is the inputs, the outputs and O(T) scratch per
+   thread. Blocks of 32 columns make each row read 256 contiguous bytes (whole cache lines);
+   gather and scatter go one array at a time (few memory streams), and all per-column scratch
+   is allocated once per block.
+2. Validate each column from that copy, so the panel is read once: the bar count ``n_j`` is
+   the number of leading rows with a non-NaN close; every later close must be NaN (else
+   ``ValueError``: bars must be left-aligned) and open/high/low/close must be finite in the
+   first ``n_j`` rows. Volume may be NaN or 0; VWMA is then absent for the windows that hold
+   it. A block with a bad column computes nothing further; the caller raises for the first
+   bad column. Open, which no rule reads, is not gathered: after the blocks, threads check it
+   in chunks of whole rows (contiguous memory) against the bar counts.
 3. Per column compute the 26 components, with the serial kernels of ``_core`` (the code the
    public kernels in ``kernels`` run) or, where the bars being NaN-free allows a faster pass,
    with ``_fused``'s single-pass versions that repeat ``_core``'s floating-point operations
@@ -27,7 +30,7 @@ Algorithm (``compute_ratings``):
    previous bar for "rising", and ``[k]`` look-backs such as AO[2]) is not yet available.
    Rising means strictly greater than the previous bar. Work shared between components is
    done once: one prefix-sum pass serves the six SMAs, one pass advances all nine EMAs
-   (10..200, 12, 26, 13; MACD and Bull Bear Power reuse them), the 9-bar high/low extremes
+   (10..200, 12, 26, 13; MACD and Bull Bear Power reuse them) and the MACD signal, the 9-bar high/low extremes
    give the 14-, 26- and 52-bar ones exactly, RSI feeds Stoch RSI, and the 14-bar extremes
    feed both the stochastic and Williams %R. The tests check every engine vote against the
    SPEC rules applied to the public kernels, so these shortcuts cannot drift.
@@ -47,13 +50,22 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 from numba import prange, types
 from numpy.typing import ArrayLike, NDArray
 
 from portflow.ratings import _core as k
 from portflow.ratings import _fused as f
-from portflow.ratings._jit import F8_2D_IN, F8_2D_OUT, Pinned, jit, pjit
+from portflow.ratings._jit import (
+    F8_2D_IN,
+    F8_2D_OUT,
+    Pinned,
+    jit,
+    pjit,
+    prefetch_read,
+    prefetch_write,
+)
 
 #: Sentinel in ``Ratings.votes`` for a component that cannot vote yet (or padding).
 VOTE_ABSENT = -128
@@ -341,8 +353,10 @@ def _rate_column(h, lo, c, v, votes, adx, plus, minus, ws, run):
     k.cci_from_mean(c, a, i64(20), b)
     _vote_band_turn(b, -100.0, 100.0, votes[17])
 
-    # One pass advances all nine EMAs (MACD and Bull Bear Power reuse 12, 26, 13).
-    f.ema_bank9(c, emas, k.ema_bank)
+    # One pass advances all nine EMAs (Bull Bear Power reuses 13) and the MACD line (12 - 26)
+    # with its signal, into a and b (ws[2:4]) and voted at once.
+    f.ema_bank9(c, emas, k.ema_bank, ws[2:4], k.ema)
+    _vote_above(a, b, votes[21])
     for i in range(6):
         f.vote_ma_from(emas[i], c, _MA_LENGTHS[i] - 1, votes[6 + i])
     e50 = emas[3]
@@ -375,11 +389,6 @@ def _rate_column(h, lo, c, v, votes, adx, plus, minus, ws, run):
         a[t] -= t2[t]
     _vote_ao(a, votes[19])
     f.mom_votes(c, i64(10), votes[20])
-    # MACD from the banked EMA12/EMA26 (same SMA seeds as k.macd).
-    for t in range(n):
-        a[t] = emas[6, t] - emas[7, t]
-    k.ema(a, i64(9), b)
-    _vote_above(a, b, votes[21])
     # Stoch RSI: 14-bar extremes of RSI (finite from bar 14), raw, %K, %D.
     f.extremes(r, r, i64(14), i64(14), t1, t2)
     f.stoch_raw_from(r, t1, t2, i64(27), a)
@@ -398,45 +407,80 @@ def _rate_column(h, lo, c, v, votes, adx, plus, minus, ws, run):
 # panel kernels (parallel over symbols)
 
 
-#: Columns handled together by one thread: 8 float64 = one 64-byte cache line per row, so
-#: reading a block of C-ordered (T, N) inputs row by row uses whole cache lines instead of one
-#: 8-byte word per line (a per-column copy made the engine memory bound, ~2x slower).
-_BLOCK = 8
+#: Columns handled together by one thread. Reading a block of C-ordered (T, N) inputs row by
+#: row takes ``_BLOCK`` * 8 bytes from every row: 32 columns = 256 bytes, whole cache lines
+#: that the adjacent-line prefetcher pairs (a per-column copy made the engine memory bound,
+#: ~2x slower; blocks of 8 columns, one line per row, spent ~10% more time than 32 in the
+#: gather and scatter). A block's staged inputs and outputs stay a few MiB per thread.
+_BLOCK = 32
 
 
-@pjit
-def _bar_counts_panel(o, h, lo, c, counts, bad_bar, bad_pad):
-    """Per column: bar count, first non-finite OHLC row inside the bars, first bar after padding
-    (-1 when none). Blocks of columns, row by row, for the same cache reason as the panel."""
-    n_rows = c.shape[0]
-    n_cols = c.shape[1]
-    n_blocks = (n_cols + _BLOCK - 1) // _BLOCK
-    for blk in prange(n_blocks):
-        j0 = blk * _BLOCK
-        width = min(_BLOCK, n_cols - j0)
-        for jj in range(width):
-            counts[j0 + jj] = -1
-            bad_bar[j0 + jj] = -1
-            bad_pad[j0 + jj] = -1
+@jit
+def _validate_block(ins, n_bars, bad_bar, bad_pad):
+    """Rule 2 of the module docstring for a block's gathered high, low, close (``ins[0..2]``,
+    (width, T)); open is checked by ``_first_bad_open``.
+
+    Writes per column: ``n_bars`` (rows before the first NaN close), ``bad_bar`` (first row
+    inside the bars with a non-finite high/low/close, else -1) and ``bad_pad`` (first row
+    after the bars with a close, else -1). Returns whether the whole block is valid.
+    """
+    width = ins.shape[1]
+    n_rows = ins.shape[2]
+    ok = True
+    for jj in range(width):
+        c = ins[2, jj]
+        n = n_rows
         for t in range(n_rows):
-            for jj in range(width):
-                j = j0 + jj
-                x = c[t, j]
-                if counts[j] < 0:
-                    if x != x:
-                        counts[j] = t
-                    elif bad_bar[j] < 0 and not (
-                        np.isfinite(x)
-                        and np.isfinite(o[t, j])
-                        and np.isfinite(h[t, j])
-                        and np.isfinite(lo[t, j])
-                    ):
-                        bad_bar[j] = t
-                elif x == x and bad_pad[j] < 0:
-                    bad_pad[j] = t
-        for jj in range(width):
-            if counts[j0 + jj] < 0:
-                counts[j0 + jj] = n_rows
+            if c[t] != c[t]:
+                n = t
+                break
+        n_bars[jj] = n
+        pad = -1
+        for t in range(n + 1, n_rows):
+            if c[t] == c[t]:
+                pad = t
+                break
+        bad_pad[jj] = pad
+        h = ins[0, jj]
+        lo = ins[1, jj]
+        # x - x is NaN exactly when x is not finite: one branch-free pass finds out whether
+        # any bar is bad, and only then is the first one looked for.
+        acc = 0.0
+        for t in range(n):
+            acc += (h[t] - h[t]) + (lo[t] - lo[t]) + (c[t] - c[t])
+        bad = -1
+        if acc != acc:
+            for t in range(n):
+                if not (np.isfinite(h[t]) and np.isfinite(lo[t]) and np.isfinite(c[t])):
+                    bad = t
+                    break
+        bad_bar[jj] = bad
+        ok = ok and bad < 0 and pad < 0
+    return ok
+
+
+@jit
+def _first_bad_open(o, counts, t0, t1, first):
+    """Per column j, the first row in t0 .. t1 (and < ``counts[j]``) where ``o`` is not
+    finite, into ``first[j]`` (-1: none). Rows are read whole, in order: the rows of a
+    C-ordered panel are contiguous, so this streams (no rule reads open, so it is not
+    gathered; checked in column blocks, as the other inputs are read, it cost about three
+    times one input's gather)."""
+    n_cols = o.shape[1]
+    acc = np.zeros(n_cols)
+    for t in range(t0, t1):
+        row = o[t]
+        for j in range(n_cols):
+            x = row[j]
+            acc[j] += (x - x) if t < counts[j] else 0.0
+    for j in range(n_cols):
+        first[j] = -1
+        if acc[j] != acc[j]:
+            for t in range(t0, min(t1, counts[j])):
+                x = o[t, j]
+                if x - x != 0.0:
+                    first[j] = t
+                    break
 
 
 @jit
@@ -484,58 +528,96 @@ def _combine_votes(votes, ra, rm, ro, acc):
         ro[t] = r_os
 
 
+#: Rows ahead that gather and scatter ask the CPU to fetch (see ``_jit``'s prefetch hints).
+#: On a cold 1,000-column panel both took ~40% less time with it; 8 and 32 did worse.
+_PREFETCH_ROWS = 16
+
+
 @jit
-def _gather_block(x, j0, width, n_bars, n_min, n_max, out):
-    """Columns j0 .. j0 + width of (T, N) ``x`` into rows of ``out`` (width, n_max), each
-    column's first ``n_bars[jj]`` bars."""
+def _gather_block(x, j0, out):
+    """Columns j0 .. j0 + width of (T, N) ``x`` into the rows of ``out`` (width, T)."""
+    width = out.shape[0]
+    n_rows = x.shape[0]
     xb = x[:, j0 : j0 + width]
-    for t in range(n_min):
+    for t in range(n_rows):
+        ahead = t + _PREFETCH_ROWS
+        if ahead < n_rows:
+            # every cache line of the block's row (8 float64 apart, and the last element)
+            for k in range(0, width, 8):
+                prefetch_read(x, ahead, j0 + k)
+            prefetch_read(x, ahead, j0 + width - 1)
         for jj in range(width):
             out[jj, t] = xb[t, jj]
-    for t in range(n_min, n_max):
-        for jj in range(width):
-            if t < n_bars[jj]:
-                out[jj, t] = xb[t, jj]
 
 
 @jit
 def _scatter_block(src, j0, width, n_bars, n_min, x):
     """Rows of ``src`` (width, >= n_bars) back into columns j0 .. j0 + width of (T, N) ``x``,
     NaN after each column's bars."""
+    n_rows = x.shape[0]
     xb = x[:, j0 : j0 + width]
-    for t in range(n_min):
-        for jj in range(width):
-            xb[t, jj] = src[jj, t]
-    for t in range(n_min, x.shape[0]):
-        for jj in range(width):
-            xb[t, jj] = src[jj, t] if t < n_bars[jj] else np.nan
+    for t in range(n_rows):
+        ahead = t + _PREFETCH_ROWS
+        if ahead < n_rows:
+            for k in range(0, width, 8):
+                prefetch_write(x, ahead, j0 + k)
+            prefetch_write(x, ahead, j0 + width - 1)
+        if t < n_min:
+            for jj in range(width):
+                xb[t, jj] = src[jj, t]
+        else:
+            for jj in range(width):
+                xb[t, jj] = src[jj, t] if t < n_bars[jj] else np.nan
 
 
 @pjit
 def _ratings_panel(
-    h, lo, c, v, counts, want_votes, rec_all, rec_ma, rec_oth, adx, plus, minus, votes
+    o,
+    h,
+    lo,
+    c,
+    v,
+    n_blocks,
+    want_votes,
+    counts,
+    bad_bar,
+    bad_pad,
+    rec_all,
+    rec_ma,
+    rec_oth,
+    adx,
+    plus,
+    minus,
+    votes,
 ):
     n_rows = c.shape[0]
     n_cols = c.shape[1]
-    n_blocks = (n_cols + _BLOCK - 1) // _BLOCK
+    n_lines = (n_cols + 7) // 8
     for blk in prange(n_blocks):
-        j0 = blk * _BLOCK
-        width = min(_BLOCK, n_cols - j0)
+        # Block edges on multiples of 8 columns (cache lines of the outputs), as even as that
+        # allows (see ``_n_blocks``).
+        j0 = min(n_cols, 8 * ((blk * n_lines) // n_blocks))
+        width = min(n_cols, 8 * (((blk + 1) * n_lines) // n_blocks)) - j0
+        if width == 0:
+            continue
+        ins = np.empty((4, width, n_rows))
+        # One input array at a time: one read stream (the block's lines of each row) and
+        # ``width`` write streams; all four at once was more streams than the hardware
+        # prefetchers track. The bars are validated from the gathered copy, so the panel is
+        # read once.
+        _gather_block(h, j0, ins[0])
+        _gather_block(lo, j0, ins[1])
+        _gather_block(c, j0, ins[2])
         n_bars = counts[j0 : j0 + width]
+        if not _validate_block(ins, n_bars, bad_bar[j0 : j0 + width], bad_pad[j0 : j0 + width]):
+            continue  # the caller raises; nothing of this block is needed
+        _gather_block(v, j0, ins[3])
         n_max = 0
         for jj in range(width):
             n_max = max(n_max, n_bars[jj])
         n_min = n_max
         for jj in range(width):
             n_min = min(n_min, n_bars[jj])
-        ins = np.empty((4, width, n_max))
-        # One input array at a time: one read stream (a cache line of the block per row) and
-        # ``width`` write streams; all four at once was ~40 streams, more than the hardware
-        # prefetchers track.
-        _gather_block(h, j0, width, n_bars, n_min, n_max, ins[0])
-        _gather_block(lo, j0, width, n_bars, n_min, n_max, ins[1])
-        _gather_block(c, j0, width, n_bars, n_min, n_max, ins[2])
-        _gather_block(v, j0, width, n_bars, n_min, n_max, ins[3])
         outs = np.empty((6, width, n_max))
         vb = np.empty((width if want_votes else 0, N_COMPONENTS, n_max), np.int8)
         # Scratch allocated once per block; reshaped flat buffers so every row is C-contiguous
@@ -583,14 +665,29 @@ def _ratings_panel(
                 for t in range(n_rows):
                     for jj in range(width):
                         votes[i, t, j0 + jj] = vb[jj, i, t] if t < n_bars[jj] else VOTE_ABSENT
+    # Open, once the bar counts are known: row chunks in parallel, then the first bad row of
+    # each column (chunks are in row order) joins ``bad_bar``.
+    n_chunks = min(n_blocks, n_rows)
+    first_open = np.empty((n_chunks, n_cols), np.int64)
+    for ch in prange(n_chunks):
+        _first_bad_open(
+            o, counts, (ch * n_rows) // n_chunks, ((ch + 1) * n_rows) // n_chunks, first_open[ch]
+        )
+    for j in range(n_cols):
+        for ch in range(n_chunks):
+            t = first_open[ch, j]
+            if t >= 0:
+                if bad_bar[j] < 0 or t < bad_bar[j]:
+                    bad_bar[j] = t
+                break
 
 
 _I8_1D = types.Array(types.int64, 1, "C")
-_BAR_COUNTS = Pinned(_bar_counts_panel, (F8_2D_IN,) * 4 + (_I8_1D,) * 3)
 _RATINGS = Pinned(
     _ratings_panel,
-    (F8_2D_IN,) * 4
-    + (_I8_1D, types.boolean)
+    (F8_2D_IN,) * 5
+    + (types.int64, types.boolean)
+    + (_I8_1D,) * 3
     + (F8_2D_OUT,) * 6
     + (types.Array(types.int8, 3, "C"),),
 )
@@ -635,6 +732,15 @@ def _input(x: ArrayLike, name: str) -> NDArray[np.float64]:
 _PARALLEL_LOCK = threading.Lock()
 
 
+def _n_blocks(n_cols: int) -> int:
+    """Number of column blocks: at most ``_BLOCK`` columns each, and a multiple of numba's
+    thread count. ``prange`` hands each thread an equal run of blocks, so equal blocks are
+    equal work (1,000 columns in blocks of 32 gave one thread 512 columns, the other 488)."""
+    threads = numba.get_num_threads()
+    blocks = -(-n_cols // _BLOCK)
+    return -(-blocks // threads) * threads
+
+
 def compute_ratings(
     open_: ArrayLike,
     high: ArrayLike,
@@ -675,7 +781,29 @@ def compute_ratings(
     counts = np.empty(n_cols, np.int64)
     bad_bar = np.empty(n_cols, np.int64)
     bad_pad = np.empty(n_cols, np.int64)
-    _BAR_COUNTS(o, h, lo, c, counts, bad_bar, bad_pad)
+    outs = [np.empty((n_rows, n_cols)) for _ in range(6)]
+    votes = (
+        np.empty((N_COMPONENTS, n_rows, n_cols), np.int8)
+        if with_components
+        else np.empty((0, 0, 0), np.int8)
+    )
+    # numba's default (workqueue) threading layer aborts the process when two Python threads
+    # launch parallel kernels at once; the kernel already uses every core, so serialise.
+    with _PARALLEL_LOCK:
+        _RATINGS(
+            o,
+            h,
+            lo,
+            c,
+            v,
+            _n_blocks(n_cols),
+            with_components,
+            counts,
+            bad_bar,
+            bad_pad,
+            *outs,
+            votes,
+        )
     if (bad_pad >= 0).any():
         j = int(np.flatnonzero(bad_pad >= 0)[0])
         raise ValueError(
@@ -688,16 +816,6 @@ def compute_ratings(
             f"column {j}, row {bad_bar[j]}: open/high/low/close must be finite inside the "
             f"symbol's {counts[j]} bars; drop or repair that bar before computing ratings"
         )
-    outs = [np.empty((n_rows, n_cols)) for _ in range(6)]
-    votes = (
-        np.empty((N_COMPONENTS, n_rows, n_cols), np.int8)
-        if with_components
-        else np.empty((0, 0, 0), np.int8)
-    )
-    # numba's default (workqueue) threading layer aborts the process when two Python threads
-    # launch parallel kernels at once; the kernel already uses every core, so serialise.
-    with _PARALLEL_LOCK:
-        _RATINGS(h, lo, c, v, counts, with_components, *outs, votes)
     if one_d:
         outs = [x[:, 0] for x in outs]
         votes = votes[:, :, 0] if with_components else votes
