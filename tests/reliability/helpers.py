@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -34,13 +35,19 @@ def slow_config(config_dir: Path, latency_ms: float) -> Path:
 
 def start(*args: str, data_dir: Path, config_dir: Path | None = None,
           as_of: str = AS_OF) -> subprocess.Popen[str]:
-    """The real CLI in the background (stdout and stderr captured)."""
+    """The real CLI in the background (stdout and stderr captured), with Ctrl-C delivered as
+    from a terminal even when the tests themselves run as a background job of a script (which
+    starts them with SIGINT ignored, and the CLI keeps an ignored signal ignored)."""
     cmd = [sys.executable, "-m", "portflow.cli", "--data-dir", str(data_dir), "--as-of", as_of]
     if config_dir is not None:
         cmd += ["--config-dir", str(config_dir)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTFLOW_")}
     return subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(path: Path, timeout: float = 120.0) -> None:

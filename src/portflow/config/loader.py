@@ -185,8 +185,11 @@ def _validation_message(source: str, prefix: str, exc: ValidationError) -> str:
 
 
 def _key(part: Any) -> str:
-    """A key of a location, shortened (YAML keys may be anything, even huge)."""
+    """A key of a location, shortened and printable (YAML keys may be anything: huge, or
+    holding line breaks that would split the one-line error)."""
     text = str(part)
+    if not text.isprintable():
+        text = repr(text)
     return text if len(text) <= 40 else short(text, 40)
 
 
