@@ -668,8 +668,9 @@ def _ratings_panel(
                     for jj in range(width):
                         votes[i, t, j0 + jj] = vb[jj, i, t] if t < n_bars[jj] else VOTE_ABSENT
     # Open, once the bar counts are known: row chunks in parallel, then the first bad row of
-    # each column (chunks are in row order) joins ``bad_bar``.
-    n_chunks = min(n_blocks, n_rows)
+    # each column (chunks are in row order) joins ``bad_bar``. 64 chunks split evenly over
+    # the usual thread counts and keep ``first_open`` small (64 x N).
+    n_chunks = min(64, n_rows) if n_cols > 0 else 0
     first_open = np.empty((n_chunks, n_cols), np.int64)
     for ch in prange(n_chunks):
         _first_bad_open(
