@@ -30,10 +30,11 @@ Algorithm (``compute_ratings``):
    previous bar for "rising", and ``[k]`` look-backs such as AO[2]) is not yet available.
    Rising means strictly greater than the previous bar. Work shared between components is
    done once: one prefix-sum pass serves the six SMAs, one pass advances all nine EMAs
-   (10..200, 12, 26, 13; MACD and Bull Bear Power reuse them) and the MACD signal, the 9-bar high/low extremes
-   give the 14-, 26- and 52-bar ones exactly, RSI feeds Stoch RSI, and the 14-bar extremes
-   feed both the stochastic and Williams %R. The tests check every engine vote against the
-   SPEC rules applied to the public kernels, so these shortcuts cannot drift.
+   (10..200, 12, 26, 13; MACD and Bull Bear Power reuse them) and the MACD signal, the
+   9-bar high/low extremes give the 14-, 26- and 52-bar ones exactly, RSI feeds Stoch RSI,
+   and the 14-bar extremes feed both the stochastic and Williams %R. The tests check every
+   engine vote against the SPEC rules applied to the public kernels, so these shortcuts
+   cannot drift.
 4. ``recommend_ma`` = mean of the available votes among the 15 MA components,
    ``recommend_other`` = mean of the available votes among the 11 oscillators (NaN when none),
    ``recommend_all`` = mean of the two when both exist, else the one that exists.
