@@ -30,10 +30,11 @@ Algorithm (``compute_ratings``):
    previous bar for "rising", and ``[k]`` look-backs such as AO[2]) is not yet available.
    Rising means strictly greater than the previous bar. Work shared between components is
    done once: one prefix-sum pass serves the six SMAs, one pass advances all nine EMAs
-   (10..200, 12, 26, 13; MACD and Bull Bear Power reuse them) and the MACD signal, the 9-bar high/low extremes
-   give the 14-, 26- and 52-bar ones exactly, RSI feeds Stoch RSI, and the 14-bar extremes
-   feed both the stochastic and Williams %R. The tests check every engine vote against the
-   SPEC rules applied to the public kernels, so these shortcuts cannot drift.
+   (10..200, 12, 26, 13; MACD and Bull Bear Power reuse them) and the MACD signal, the
+   9-bar high/low extremes give the 14-, 26- and 52-bar ones exactly, RSI feeds Stoch RSI,
+   and the 14-bar extremes feed both the stochastic and Williams %R. The tests check every
+   engine vote against the SPEC rules applied to the public kernels, so these shortcuts
+   cannot drift.
 4. ``recommend_ma`` = mean of the available votes among the 15 MA components,
    ``recommend_other`` = mean of the available votes among the 11 oscillators (NaN when none),
    ``recommend_all`` = mean of the two when both exist, else the one that exists.
@@ -530,7 +531,8 @@ def _combine_votes(votes, ra, rm, ro, acc):
 
 
 #: Rows ahead that gather and scatter ask the CPU to fetch (see ``_jit``'s prefetch hints).
-#: On a cold 1,000-column panel both took ~40% less time with it; 8 and 32 did worse.
+#: On a cold 1,000-column panel both took ~40% less time with it; 16 was best for the two
+#: together (8: a slightly faster gather, a much slower scatter; 32: both slower).
 _PREFETCH_ROWS = 16
 
 
@@ -667,8 +669,9 @@ def _ratings_panel(
                     for jj in range(width):
                         votes[i, t, j0 + jj] = vb[jj, i, t] if t < n_bars[jj] else VOTE_ABSENT
     # Open, once the bar counts are known: row chunks in parallel, then the first bad row of
-    # each column (chunks are in row order) joins ``bad_bar``.
-    n_chunks = min(n_blocks, n_rows)
+    # each column (chunks are in row order) joins ``bad_bar``. 64 chunks split evenly over
+    # the usual thread counts and keep ``first_open`` small (64 x N).
+    n_chunks = min(64, n_rows) if n_cols > 0 else 0
     first_open = np.empty((n_chunks, n_cols), np.int64)
     for ch in prange(n_chunks):
         _first_bad_open(
