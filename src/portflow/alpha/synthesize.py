@@ -45,7 +45,7 @@ def _positions(index: pd.Index, keys: list[str]) -> np.ndarray:
     """Positions of `keys` in `index` (KeyError naming the missing ones)."""
     pos = index.get_indexer(keys)
     if (pos < 0).any():
-        raise KeyError(f"not in the window: {[k for k, p in zip(keys, pos, strict=True) if p < 0]}")
+        raise KeyError(f"keys not found: {[k for k, p in zip(keys, pos, strict=True) if p < 0]}")
     return pos
 
 
