@@ -208,9 +208,13 @@ class RayExecutor:
             self._closing.start()
         self._release.set()
         if wait:
-            for thread in (self._owner, self._closing):
-                if thread is not None:
-                    thread.join()
+            # a start still under way (an unreachable address, Ctrl-C meanwhile) is not waited
+            # for: its daemon thread shuts the cluster down once ray.init returns, or dies with
+            # the process
+            if self._owner is not None and self._started.done():
+                self._owner.join()
+            if self._closing is not None:
+                self._closing.join()
 
     def _shutdown(self) -> None:
         self._warming = []

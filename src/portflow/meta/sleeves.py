@@ -124,10 +124,15 @@ def _leaves(config: Config, profile: str) -> int:
 def warm_worker(config_dir: str) -> None:
     """What a fresh worker does before its first sleeve, done ahead of it: import the Phase 2
     stack and load the configuration (which imports the providers it names)."""
-    from portflow.alpha import pipeline  # noqa: F401  (imported for its side effect)
-    from portflow.config import load_config
+    try:
+        from portflow.alpha import pipeline  # noqa: F401  (imported for its side effect)
+        from portflow.config import load_config
 
-    load_config(config_dir)
+        load_config(config_dir)
+    except Exception:
+        # only a head start: the sleeve itself meets the same error and reports it as one
+        # line (an error left in an unread task would print a traceback instead)
+        return
 
 
 def run_sleeve(task: SleeveTask) -> SleeveOutcome:
