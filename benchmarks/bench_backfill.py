@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 import harness
-from harness import Row, gib, seconds
+from harness import Row, dims, gib, seconds
 from portflow.lakehouse.store import Lakehouse
 from portflow.providers.synthetic import SyntheticProvider
 
@@ -88,7 +88,7 @@ def child(data: Path, kernel: bool) -> dict[str, float]:
 
 def rows(quick: bool) -> list[Row]:
     n_symbols, n_bars = (500, 1000) if quick else (5000, 2500)
-    sizes = f"{n_symbols:,} x {n_bars:,} bars"
+    sizes = dims(n_symbols, n_bars, unit="bars")
     work = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
     t = time.perf_counter()
     build(work, n_symbols, n_bars)

@@ -5,8 +5,8 @@ or through ``make bench``. Rows, from one run: HRP (target: ours >= 100x faster 
 skfolio's HierarchicalRiskParity, max |Δw| <= 1e-10, same leaf order), min_var and max_sharpe
 (target: ours at most half of skfolio's MeanRisk time, i.e. >= 2x; objectives within 1e-6
 relative). ``--quick``: 150 assets x 1,000 days, one repeat.
-Times are the min of a few repeats after one warm-up (numba JIT, imports); both sides of a
-comparison get the same warm-up and the same number of repeats. skfolio's MeanRisk runs
+Times are the min of at least a few repeats and at least 1 s of repeats (`best_time`), after
+one warm-up (numba JIT, imports); both sides of a comparison get the same warm-up and rule. skfolio's MeanRisk runs
 with our tight clarabel tolerances (``optimize._settings(tight=True)``) so both solvers
 reach the same optimum; its time at skfolio's default tolerances is printed alongside, and
 so is its time with our linear solver as well (faer, one thread; ``optimize._settings``), so
@@ -32,7 +32,7 @@ from skfolio.prior import EmpiricalPrior
 from skfolio.seriation import HierarchicalSeriation
 
 import harness
-from harness import Row, speedup
+from harness import Row, dims, speedup
 from portflow.alpha import hrp
 from portflow.alpha.optimize import HRP, MaxSharpe, MinVariance, _settings, estimate_moments
 
@@ -59,7 +59,7 @@ class Size:
 
     @property
     def label(self) -> str:
-        return f"{self.assets:,} x {self.days:,}"
+        return dims(self.assets, self.days)
 
 
 FULL, QUICK = Size(500, 2_500, 2), Size(150, 1_000, 1)
@@ -78,12 +78,20 @@ def synthetic(size: Size) -> tuple[pd.DataFrame, np.ndarray]:
     ) % N_CLUSTERS
 
 
-def best_time(fn, repeats: int):
-    out, best = None, float("inf")
-    for _ in range(repeats):
+#: A timed side runs at least `repeats` times and for at least this many seconds in all.
+MIN_SECONDS = 1.0
+
+
+def best_time(fn, repeats: int, min_seconds: float = MIN_SECONDS):
+    """The fastest of at least `repeats` calls that together take at least `min_seconds`
+    (timeit's autorange idea, the same rule for both sides): a 25 ms kernel gets ~40 tries at
+    a quiet moment, a 2.5 s one its `repeats`, each of which spans any short burst of load."""
+    out, best, spent, runs = None, float("inf"), 0.0, 0
+    while runs < repeats or spent < min_seconds:
         t = time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - t)
+        took = time.perf_counter() - t
+        best, spent, runs = min(best, took), spent + took, runs + 1
     return best, out
 
 
@@ -102,7 +110,7 @@ def rows(quick: bool) -> list[Row]:
     )
 
     # HRP before caps: the kernel the spec pins to skfolio. Both start from the returns; one
-    # covariance (one BLAS thread, see hrp.sample_covariance) serves our distances and risks.
+    # covariance (hrp.sample_covariance: one BLAS thread per half) serves our distances and risks.
     def ours_hrp() -> np.ndarray:
         cov = hrp.sample_covariance(x)
         tree = hrp.seriate(hrp.condensed_covariance_distance(cov), "ward")
@@ -146,15 +154,15 @@ def rows(quick: bool) -> list[Row]:
     order = hrp.seriate(d, "ward").order
     cov_x = np.cov(x, rowvar=False, ddof=1)
     parts = {
-        "covariance (1 BLAS thread)": lambda: hrp.sample_covariance(x),
+        "covariance (2 halves, 1 BLAS thread each)": lambda: hrp.sample_covariance(x),
         "distance from it (condensed)": lambda: hrp.condensed_covariance_distance(cov_x),
         "linkage": lambda: sch.linkage(cond, "ward"),
         "leaf ordering": lambda: hrp.optimal_leaf_ordering(link, cond),
         "bisection": lambda: hrp.hrp_weights(cov_x, order),
         "np.cov (default BLAS threads)": lambda: np.cov(x, rowvar=False, ddof=1),
     }
-    times = {name: best_time(fn, repeats=repeats + 2)[0] for name, fn in parts.items()}
-    t_scipy_olo, scipy_link = best_time(lambda: sch.optimal_leaf_ordering(link, cond), 1)
+    times = {name: best_time(fn, repeats + 2, 0.25)[0] for name, fn in parts.items()}
+    t_scipy_olo, scipy_link = best_time(lambda: sch.optimal_leaf_ordering(link, cond), 1, 0)
     print(
         "  ours by step: "
         + ", ".join(f"{name} {t * 1e3:.1f} ms" for name, t in times.items())
@@ -200,7 +208,7 @@ def rows(quick: bool) -> list[Row]:
             sk()
             t_o, est = best_time(ours, repeats)
             t_s, ref = best_time(sk, repeats)
-        t_s_default, _ = best_time(lambda sk=sk: sk(params=None), 1)  # information only
+        t_s_default, _ = best_time(lambda sk=sk: sk(params=None), 1, 0)  # information only
         w_o, w_s = est.weights_.to_numpy(), ref.weights_
         if name == "min_var":
             f_o, f_s = w_o @ cov @ w_o, w_s @ cov @ w_s

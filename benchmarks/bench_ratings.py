@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 import harness
-from harness import Row, seconds, speedup
+from harness import Row, dims, seconds, speedup
 
 F8 = np.ndarray
 
@@ -244,7 +244,7 @@ def rows(quick: bool) -> list[Row]:
     n, t_bars = (200, 1000) if quick else (1000, 2500)
     repeat, pta_symbols = (2, 20) if quick else (5, 50)
     bars = make_panel(n, t_bars)
-    sizes = f"{n:,} x {t_bars:,} bars"
+    sizes = dims(n, t_bars, unit="bars")
     print(
         f"ratings benchmark: {n} symbols x {t_bars} bars, numba {numba.__version__}, "
         f"{numba.get_num_threads()} threads, {os.cpu_count()} cores"

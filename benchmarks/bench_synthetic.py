@@ -18,7 +18,7 @@ from typing import TypeVar
 import pandas as pd
 
 import harness
-from harness import Row
+from harness import Row, dims
 from portflow.providers.synthetic import (
     CRYPTO,
     SyntheticProvider,
@@ -87,11 +87,11 @@ def rows(quick: bool) -> list[Row]:
         f"{t_pool:.2f} s ({t_serial / t_pool:.1f}x speed-up)"
     )
     return [
-        Row("synthetic market, cold generation", f"{n_symbols:,} x {len(panel.dates):,} bars",
+        Row("synthetic market, cold generation", dims(n_symbols, len(panel.dates), unit="bars"),
             t_gen, "default universe, scaled per bar", per_base * cells / 1e9,
             note=f"cold scan {t_scan:.2f} s, warm {t_scan_warm * 1e3:.0f} ms; fetch_ohlcv "
             f"{t_fetch / len(symbols) * 1e3:.2f} ms per symbol"),
-        Row("provider latency overlapped (16 threads)", f"{len(few)} fetches x 20 ms", t_pool,
+        Row("provider latency overlapped (16 threads)", f"{len(few)} fetches × 20 ms", t_pool,
             "serial fetches", t_serial),
     ]
 

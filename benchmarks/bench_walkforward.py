@@ -32,7 +32,7 @@ from skfolio.optimization import MeanRisk, ObjectiveFunction
 from skfolio.prior import EmpiricalPrior
 
 import harness
-from harness import Row, speedup
+from harness import Row, dims, speedup
 from portflow import clock
 from portflow.alpha import sleeve, validate
 from portflow.alpha.optimize import optimize
@@ -154,7 +154,7 @@ def rows(quick: bool) -> list[Row]:
     with harness.PeakWindow() as peak:
         n, spent, sk, n_sk, sk_threads = measure(view, settings, returns)
     per = {k: v / n for k, v in spent.items()}
-    size = f"{n_symbols} x {len(returns) + 1} XNYS, {n} rebalances"
+    size = f"{dims(n_symbols, len(returns) + 1)} XNYS, {n} rebalances"
     core = sum(per[k] for k in CORE)
     out = [Row(
         "walk-forward rebalance: selection + pre-opt + min_var vs skfolio cross_val_predict"

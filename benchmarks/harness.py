@@ -118,9 +118,17 @@ def _seconds(x: float | None) -> str:
     return f"{x:.3f} s" if x < 10 else f"{x:.1f} s"
 
 
+def dims(*sizes: int, unit: str = "") -> str:
+    """A workload's dimensions for the sizes column: ``dims(1000, 2500, unit="bars")`` reads
+    ``1,000 × 2,500 bars``. The multiplication sign, not the letter x: a table line's only
+    ``<number>x`` are then its ratio and its target, which scripts compare."""
+    return " × ".join(f"{n:,}" for n in sizes) + (f" {unit}" if unit else "")
+
+
 def format_table(rows: list[Row]) -> str:
     """The table, one line per row. A row's ratio and target stay on its line as
-    `<ratio>x | (target >= <n>x ...)` so scripts can compare the two numbers."""
+    `<ratio>x | (target >= <n>x ...)` so scripts can compare the two numbers (sizes use
+    :func:`dims`, so no other `<number>x` precedes them)."""
     head = ("workload", "sizes", "ours", "baseline", "baseline time", "ratio", "target",
             "peak", "verdict")
     lines = []

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import ROWS_PREFIX, Row, format_table, gib, seconds
+from harness import ROWS_PREFIX, Row, dims, format_table, gib, seconds
 
 HERE = Path(__file__).resolve().parent
 SCALE = HERE / "results" / "scale.json"
@@ -59,7 +59,7 @@ def scale_row() -> Row:
                  else f"; production half: {prod.get('status', 'not run')}")
     return Row(
         f"flow-data end to end (make scale, {res['measured_at']})",
-        f"{res['symbols']:,} x {res['bars']:,}", float(flow["seconds"]),
+        dims(res["symbols"], res["bars"]), float(flow["seconds"]),
         targets=(seconds(DATA_BUDGET_S), gib(PEAK_BUDGET_GIB)),
         peak_gib=float(flow["peak_rss_gib"]), note=f"per step: {steps}{prod_note}",
     )

@@ -68,6 +68,28 @@ def test_shared_covariance_path_equals_skfolio(n, t, seed):
     assert np.array_equal(hrp.hrp_weights(cov, tree.order), w)
 
 
+def test_large_covariance_in_two_halves_is_np_cov_to_rounding_and_repeatable():
+    """Above SPLIT_PRODUCT, with parallel threads allowed, the product runs as two halves on
+    two threads: np.cov to rounding, the same bits on every call; inside a 1-thread cap it is
+    np.cov bit for bit."""
+    import numba
+
+    from portflow.executors import thread_cap
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one core: no parallel threads to allow")
+    x = _returns(200, 2600, 5)
+    assert hrp.SPLIT_PRODUCT <= 200 * 200 * 2600
+    with thread_cap(2):
+        cov = hrp.sample_covariance(x)
+        xc = x - x.mean(axis=0)
+        assert np.array_equal(cov, hrp._gram_in_two_halves(xc) * (1 / (len(x) - 1)))
+        assert all(np.array_equal(cov, hrp.sample_covariance(x)) for _ in range(3))
+    np.testing.assert_allclose(cov, np.cov(x, rowvar=False), rtol=1e-12, atol=1e-18)
+    with thread_cap(1), hrp._blas_limit():
+        assert np.array_equal(hrp.sample_covariance(x), np.cov(x, rowvar=False))
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_condensed_distance_is_the_upper_triangle(seed):
     rng = np.random.default_rng(seed)

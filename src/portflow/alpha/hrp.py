@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,23 +64,54 @@ def sample_covariance(x: np.ndarray) -> np.ndarray:
     Why one thread: the (n x T) @ (T x n) product of an HRP fit is small enough that
     OpenBLAS's threads spend more time synchronising than computing whenever the cores are
     shared — on a busy 2-core machine one thread takes ~20 ms at 500 x 2,500 against ~170 ms
-    for two, and parallel sleeves (Ray workers) oversubscribe the cores anyway. The numbers
-    equal two-thread BLAS's to rounding (not bit for bit: the block order of the sums
-    differs); :func:`correlation_distance` keeps ``np.corrcoef``'s exact path.
+    for two (its idle threads spin), and parallel sleeves (Ray workers) oversubscribe the
+    cores anyway. :func:`correlation_distance` keeps ``np.corrcoef``'s exact path.
 
-    It is ``np.cov``'s own computation, bit for bit on that one thread (column means,
-    centred copy, ``X_cᵀ X_c`` as one symmetric BLAS product, times 1 / (T − 1)), without
-    its extra copy of x: centring writes the only copy.
+    It is ``np.cov``'s own computation (column means, centred copy, ``X_cᵀ X_c`` as one
+    symmetric BLAS product, times 1 / (T − 1)), without its extra copy of x: centring writes
+    the only copy. Bit for bit ``np.cov`` on one BLAS thread, except for a large product
+    (n² T ≥ ``SPLIT_PRODUCT``, e.g. 500 x 2,500) when the caller allows parallel threads
+    (numba's thread count, which :func:`portflow.executors.thread_cap` lowers to 1 inside
+    capped tasks): then the product is the sum of its two halves in time, the first computed
+    on a Python thread of its own while this one computes the second (one BLAS thread each:
+    nothing spins when the other core is busy). That sum equals ``np.cov`` to rounding
+    (~1e-16 relative) and is the same on every call (always second + first).
     """
     x = np.asarray(x)
     with _blas_limit():
         if x.ndim != 2 or x.shape[0] < 2:
             return np.atleast_2d(np.cov(x, rowvar=False, ddof=1))
-        xc = x - x.mean(axis=0, dtype=np.float64)
-        # xc.T and xc share their buffer: numpy hands the product to syrk, as in np.cov.
-        c = np.dot(xc.T, xc)
+        t, n = x.shape
+        if n * n * t >= SPLIT_PRODUCT and nb.get_num_threads() >= 2:
+            # row-major, so that each half is one contiguous block (a column-major x, e.g. a
+            # DataFrame's values, would make BLAS copy each half: no faster than one product)
+            c = _gram_in_two_halves(np.subtract(x, x.mean(axis=0, dtype=np.float64), order="C"))
+        else:
+            xc = x - x.mean(axis=0, dtype=np.float64)
+            # xc.T and xc share their buffer: numpy hands the product to syrk, as in np.cov.
+            c = np.dot(xc.T, xc)
         c *= np.true_divide(1, x.shape[0] - 1)
         return c
+
+
+#: n² T of a covariance product above which :func:`sample_covariance` uses two threads
+#: (500 x 2,500 is 6.25e8; the atoms of a walk-forward window, ~25 x 180, are 1e5).
+SPLIT_PRODUCT = 1e8
+
+
+def _gram_in_two_halves(xc: np.ndarray) -> np.ndarray:
+    """``xcᵀ xc`` as ``X₂ᵀX₂ + X₁ᵀX₁`` over the two halves of the rows, X₁ᵀX₁ on a thread of
+    its own (numpy releases the GIL inside BLAS). A plain thread per call, not a pool: it
+    costs ~0.1 ms against ~10 ms of product, and nothing is left behind for a fork to copy."""
+    first, second = xc[: xc.shape[0] // 2], xc[xc.shape[0] // 2 :]
+    out: list[np.ndarray] = []
+    helper = threading.Thread(target=lambda: out.append(np.dot(first.T, first)),
+                              name="hrp-covariance")
+    helper.start()
+    c = np.dot(second.T, second)
+    helper.join()
+    c += out[0] if out else np.dot(first.T, first)  # (the thread failed: its error again here)
+    return c
 
 
 @functools.cache
