@@ -1,10 +1,12 @@
 """feature-backfill at scale: time and peak memory of a 5,000 symbol x 2,500 bar backfill.
 
 Builds a lakehouse of synthetic OHLCV files (not timed), then runs the real backfill in a
-fresh subprocess (the compiled ratings kernels loaded first, as process start-up): its wall time (target <= 4 s) and peak resident memory (target <= 1.5 GiB),
-against the ratings kernel alone on the same bars (no I/O: the floor); then a second,
-incremental backfill (nothing changed: every symbol kept) in another one (target <= 0.5 s),
-against the full one. --quick: 500 x 1,000.
+fresh subprocess (the compiled ratings kernels loaded first, as process start-up): its wall
+time (target <= 4 s; the best of `FULL_RUNS` full builds, each in a fresh process with the
+matrix deleted first) and peak resident memory (target <= 1.5 GiB, the largest of them),
+against the ratings kernel alone on the same bars (no I/O: the floor); then an incremental
+backfill (nothing changed: every symbol kept) in another one (target <= 0.5 s), against the
+full one. --quick: 500 x 1,000.
 
     .venv/bin/python benchmarks/bench_backfill.py [--quick]
 """
@@ -29,6 +31,7 @@ from portflow.providers.synthetic import SyntheticProvider
 
 AS_OF = pd.Timestamp("2026-06-30", tz="UTC")
 UNIVERSE = "synthetic-crypto"
+FULL_RUNS = 2
 
 CHILD = r"""
 import json, os, sys, time
@@ -94,20 +97,29 @@ def rows(quick: bool) -> list[Row]:
     build(work, n_symbols, n_bars)
     print(f"lakehouse: {n_symbols} symbols x {n_bars} bars written in"
           f" {time.perf_counter() - t:.1f} s (setup, not the measurement)")
-    full = child(work, kernel=True)
-    print(f"full backfill: {full['seconds']:.2f} s (CPU {full['cpu_seconds']:.2f} s), peak"
-          f" {full['peak_gib']:.2f} GiB ({int(full['rows'])} rows,"
-          f" {int(full['recomputed'])} symbols computed); ratings kernel alone"
-          f" {full['kernel_seconds']:.2f} s")
+    fulls = []
+    for _ in range(FULL_RUNS):
+        Lakehouse(work).features_matrix_path.unlink(missing_ok=True)
+        got = child(work, kernel=True)
+        fulls.append(got)
+        print(f"full backfill: {got['seconds']:.2f} s (CPU {got['cpu_seconds']:.2f} s), peak"
+              f" {got['peak_gib']:.2f} GiB ({int(got['rows'])} rows,"
+              f" {int(got['recomputed'])} symbols computed); ratings kernel alone"
+              f" {got['kernel_seconds']:.2f} s")
+    full = {**min(fulls, key=lambda r: r["seconds"]),
+            "kernel_seconds": min(r["kernel_seconds"] for r in fulls),
+            "peak_gib": max(r["peak_gib"] for r in fulls)}
     again = child(work, kernel=False)
     print(f"incremental (no change): {again['seconds']:.2f} s (CPU {again['cpu_seconds']:.2f} s),"
           f" peak {again['peak_gib']:.2f} GiB ({int(again['kept'])} kept,"
           f" {int(again['recomputed'])} recomputed)")
     shutil.rmtree(work)
+    runs = ", ".join(f"{r['seconds']:.2f} s" for r in fulls)
     return [
         Row("feature-backfill, full", sizes, full["seconds"], "ratings kernel alone (no I/O)",
             full["kernel_seconds"], (seconds(4.0), gib(1.5)), full["peak_gib"],
             "ratio < 1: the kernel is the floor; the rest is reading, fingerprinting, writing;"
+            f" best of {FULL_RUNS} ({runs});"
             f" CPU {full['cpu_seconds']:.2f} s (user + sys, all threads: moves less with the"
             " load than wall time)"),
         Row("feature-backfill, nothing changed", sizes, again["seconds"], "full backfill",

@@ -73,7 +73,10 @@ from portflow.ratings.panel import frames_panel, last_values, rate
 from portflow.ui import log
 
 CHUNK_SYMBOLS = 250
-READ_THREADS = 4
+#: Readers per chunk: one per core of a 2-core machine. More only fight for the GIL between
+#: the GIL-free parts (the full backfill of 5,000 x 2,500, medians of 5 alternating runs:
+#: 4 threads 3.83 s wall / 6.7 s CPU, 2 threads 3.37 s / 6.0 s; benchmarks/README.md).
+READ_THREADS = 2
 FINGERPRINT_DIGITS = 20
 RATING_COLUMNS = ["recommend_all", "recommend_ma", "recommend_other"]
 MATRIX_SCHEMA = pa.schema(
