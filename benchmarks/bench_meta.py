@@ -1,9 +1,14 @@
 """Phase 3 on Ray: a two-sleeve meta run vs the same two sleeves one after the other.
 
-Both sides are the real `flow-meta-production --profile crypto_meta --skip-analysis` (with
-the sleeves' walk-forward validation) into copies of one Phase-1 data dir, timed from process
-start to exit — interpreter, imports, the meta's own assembly and, on Ray, the cluster's
-start-up and shut-down included:
+The workload is a meta run of production size: two sleeves (long and short) of 1,000
+candidates each from a 1,200-symbol synthetic crypto universe with 2,500 daily bars (~7
+years), each with its walk-forward validation (~165 windows of selection over the 1,000
+candidates, clustering and optimisation) — ~22 s of CPU per sleeve. The configuration is written into the
+work dir (`portflow init`, then the `bench_long` / `bench_short` sleeves and the `bench_meta`
+profile over them, as a user would add them). Both sides are the real
+`flow-meta-production --profile bench_meta --skip-analysis` into copies of one Phase-1 data
+dir, timed from process start to exit — interpreter, imports, the meta's own assembly and, on
+Ray, the cluster's start-up and shut-down included:
 
 - baseline (serial): `--executor local` — the two sleeves run one after the other in the one
   process;
@@ -16,12 +21,22 @@ Either way each sleeve runs with one BLAS/numba thread and its walk-forward wind
 both sides do the same work; their weights.csv must be byte-identical (else FAIL). The sides
 alternate (local-Ray, then Ray-local, ...) `REPEAT` times and their medians are compared.
 Target: Ray at most 0.75x the serial time on 2 cores, i.e. ratio (serial / Ray) >= 1.33x.
+
+Why this size: against the serial run, a fresh local cluster costs ~10 s of wall on 2 cores
+(the cluster's start-up, ~4-5 s, most of which the sleeves wait for; each worker importing the
+stack before its first sleeve; the shut-down; and the two sleeves slowing each other ~10% on
+shared caches and memory), whatever the sleeves. With the demo's sleeves (`crypto_meta`: 120
+candidates, 1,500 bars, ~6 s each) that is as much as running them side by side saves, and Ray
+is no faster than the serial run (benchmarks/README.md §7); Ray is for sleeves that take
+longer than its start-up, as production sleeves do. `--quick`: the demo's `crypto_meta`,
+without validation, once.
+
 Peak: the largest sum of the resident memory of the run's processes (Ray: driver, workers and
 Ray's own daemons; shared pages counted in each), sampled every 0.1 s; the note adds the CPU
 seconds those processes used, which the machine's load hardly inflates: the serial run is
 one busy thread (on a free core its wall time is its CPU time) while Ray's processes can at
 best share 2 cores perfectly, so (Ray CPU / 2) / serial CPU is the lowest ratio Ray can reach
-on 2 free cores. `--quick`: without validation, once.
+on 2 free cores.
 
 The target assumes two free cores. On a machine other sessions keep busy, Linux shares the CPU
 fairly between sessions (autogroups), so a second process of ours mostly splits our share
@@ -49,11 +64,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 import harness
 from harness import Row, speedup
 
 AS_OF = "2026-06-30"
-PROFILE = "crypto_meta"
+PROFILE, QUICK_PROFILE = "bench_meta", "crypto_meta"
+#: The production-size sleeves (module docstring).
+UNIVERSE_SIZE, CANDIDATES, HISTORY_BARS = 1200, 1000, 2500
 RAY_AT_MOST = 0.75  # of the serial time
 REPEAT = 3
 _GIB = 2**30
@@ -118,9 +137,33 @@ class Measured:
     cpu: float
 
 
-def _run(data: Path, *args: str) -> Measured:
+def write_config(work: Path) -> Path:
+    """`portflow init` in `work`, plus the production-size sleeves and their meta profile
+    (module docstring); returns the config dir."""
+    subprocess.run([sys.executable, "-m", "portflow.cli", "init"], cwd=work, check=True,
+                   stdout=subprocess.DEVNULL)
+    configs = work / "configs"
+    manifest = yaml.safe_load((configs / "manifest.yaml").read_text())
+    provider = {**manifest["defaults"]["provider"], "sizes": {"synthetic-crypto": UNIVERSE_SIZE}}
+    for side in ("long", "short"):
+        scanner = {"extends": f"crypto_{side}", "limit": CANDIDATES}
+        (configs / "scanners" / f"bench_{side}.yaml").write_text(yaml.safe_dump(scanner))
+        manifest["profiles"][f"bench_{side}"] = {
+            "description": f"crypto_{side} at production size (benchmarks/bench_meta.py)",
+            "provider": provider, "history_bars": HISTORY_BARS, "scanners": [f"bench_{side}"]}
+    manifest["profiles"][PROFILE] = {
+        **manifest["profiles"]["crypto_meta"],
+        "description": "crypto_meta over the production-size sleeves",
+        "sleeves": [{"id": "long", "profile": "bench_long"},
+                    {"id": "short", "profile": "bench_short"}]}
+    (configs / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return configs
+
+
+def _run(data: Path, config: Path | None, *args: str) -> Measured:
     """The CLI in its own process, its process tree sampled while it runs."""
-    cmd = [sys.executable, "-m", "portflow.cli", "--data-dir", str(data), "--as-of", AS_OF, *args]
+    cmd = [sys.executable, "-m", "portflow.cli", "--data-dir", str(data), "--as-of", AS_OF,
+           *(["--config-dir", str(config)] if config else []), *args]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak, cpu = 0.0, {}
@@ -145,14 +188,16 @@ def _run(data: Path, *args: str) -> Measured:
     return Measured(wall, peak, sum(cpu.values()))
 
 
-def measure(repeat: int, skip_validation: bool) -> dict[str, Any]:
+def measure(repeat: int, quick: bool) -> dict[str, Any]:
     """Both sides `repeat` times, alternating; per side the wall and CPU seconds, peaks,
     per-sleeve seconds and (Ray) start-up and wait seconds of every run, and whether every
-    weights.csv equals the first."""
+    weights.csv equals the first. `quick`: the demo's meta without validation."""
     work = Path(tempfile.mkdtemp(prefix="bench-meta-"))
+    profile, skip_validation = (QUICK_PROFILE, True) if quick else (PROFILE, False)
     try:
+        config = None if quick else write_config(work)
         base = work / "phase1"
-        _run(base, "flow-data", "--profile", PROFILE, "--run-id", "data")
+        _run(base, config, "flow-data", "--profile", profile, "--run-id", "data")
         flags = ["--skip-analysis", *(["--skip-validation"] if skip_validation else [])]
         out: dict[str, Any] = {side: {"wall": [], "cpu": [], "peak": [], "sleeves": [],
                                       "startup": [], "wait": [], "cpus": []}
@@ -163,8 +208,8 @@ def measure(repeat: int, skip_validation: bool) -> dict[str, Any]:
             for side in ("local", "ray") if i % 2 == 0 else ("ray", "local"):
                 data = work / f"{side}{i}"
                 shutil.copytree(base, data)
-                got = _run(data, "flow-meta-production", "--profile", PROFILE, "--run-id", "m",
-                           "--executor", side, *flags)
+                got = _run(data, config, "flow-meta-production", "--profile", profile,
+                           "--run-id", "m", "--executor", side, *flags)
                 run = data / "runs" / "m"
                 counts = json.loads((run / "run.json").read_text())["steps"]["sleeves"]["counts"]
                 res = out[side]
@@ -193,10 +238,10 @@ def measure(repeat: int, skip_validation: bool) -> dict[str, Any]:
 
 
 def rows(quick: bool) -> list[Row]:
-    skip_validation, repeat = (True, 1) if quick else (False, REPEAT)
+    repeat = 1 if quick else REPEAT
     capacity = [parallel_capacity()]
     print(f"parallel capacity: 2 processes get {capacity[0]:.2f}x the CPU of 1", flush=True)
-    m = measure(repeat, skip_validation)
+    m = measure(repeat, quick)
     capacity.append(parallel_capacity())
     print(f"parallel capacity after the runs: {capacity[1]:.2f}x", flush=True)
     serial, ray = statistics.median(m["local"]["wall"]), statistics.median(m["ray"]["wall"])
@@ -215,8 +260,9 @@ def rows(quick: bool) -> list[Row]:
             f" {'byte-identical' if m['identical'] else 'DIFFER'}")
     return [Row(
         "two-sleeve meta run on Ray vs the same sleeves one after the other (--executor local)",
-        f"{PROFILE}, 2 sleeves, {'no validation' if skip_validation else 'with validation'},"
-        f" Ray cluster of {max(m['ray']['cpus'])} CPUs",
+        (f"{QUICK_PROFILE} (demo), 2 sleeves, no validation" if quick else
+         f"2 sleeves of {CANDIDATES} candidates, {HISTORY_BARS:,} bars, with validation")
+        + f", Ray cluster of {max(m['ray']['cpus'])} CPUs",
         ray, "serial (--executor local)", serial, (speedup(1 / RAY_AT_MOST),),
         max(m["ray"]["peak"]), note,
         "" if m["identical"] else "weights.csv differ between the local and the Ray runs",

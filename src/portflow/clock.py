@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
 
-import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
 from portflow.errors import UsageError, short
+
+if TYPE_CHECKING:
+    import exchange_calendars as xcals
 
 ALWAYS_OPEN = "24/7"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -45,6 +48,8 @@ def parse_as_of(value: str | None, today: pd.Timestamp | None = None) -> pd.Time
 
 @functools.lru_cache(maxsize=8)
 def _exchange(calendar: str) -> xcals.ExchangeCalendar:
+    import exchange_calendars as xcals  # ~0.6 s: imported by the first exchange calendar
+
     try:
         return xcals.get_calendar(calendar, start="2000-01-01")
     except xcals.errors.InvalidCalendarName:
