@@ -27,6 +27,8 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from portflow.errors import RunError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -135,11 +137,14 @@ class RayExecutor:
         t = time.perf_counter()
         if not ray.is_initialized():
             self._owned = True
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=self.num_cpus or default_jobs(), log_to_driver=False,
-                         include_dashboard=False, _system_config=LOCAL_CLUSTER_CONFIG)
+            try:
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=self.num_cpus or default_jobs(), log_to_driver=False,
+                             include_dashboard=False, _system_config=LOCAL_CLUSTER_CONFIG)
+            except Exception as exc:
+                raise RunError(start_error(self.address, exc)) from exc
         if self.warm is not None:
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             warm = ray.remote(num_cpus=1)(_call)
@@ -223,6 +228,20 @@ class RayExecutor:
 
             ray.shutdown()
             self._owned = False
+
+
+def start_error(address: str | None, exc: BaseException) -> str:
+    """One line for a cluster that does not start or cannot be joined: what, why, how to fix.
+    Ray enables token authentication on the local clusters it starts (2.60) but, given an
+    explicit address, joins without a token unless ``RAY_AUTH_MODE=token`` is set."""
+    first = (str(exc).splitlines() or [""])[0]
+    if address:
+        return (f"cannot join the Ray cluster at {address} ({type(exc).__name__}: {first});"
+                " check --ray-address, and for a cluster with token authentication (Ray's"
+                " default) set RAY_AUTH_MODE=token here (the token from ~/.ray/auth_token or"
+                " RAY_AUTH_TOKEN); or run in process with --executor local")
+    return (f"cannot start a local Ray cluster ({type(exc).__name__}: {first}); run in process"
+            " with --executor local")
 
 
 @contextlib.contextmanager
