@@ -17,7 +17,7 @@ dir, timed from process start to exit (interpreter, imports, the meta's own asse
 - row 2 (information): the default, a fresh local cluster started and shut down by the run
   (in the background while the driver imports and plans: run.json `steps.sleeves.counts`
   `ray_startup_seconds` the cluster's own start-up, `ray_wait_seconds` what the sleeves
-  waited for it).
+  waited for it), while the running cluster idles beside it.
 
 Either way each sleeve runs with one BLAS/numba thread and its walk-forward windows inline, so
 every side does the same work; all weights.csv must be byte-identical (else FAIL). The sides
