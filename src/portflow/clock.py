@@ -103,10 +103,13 @@ def last_closed_bar(calendar: str, as_of: pd.Timestamp) -> pd.Timestamp:
     day = pd.Timestamp(as_of).tz_convert("UTC").normalize()
     if calendar == ALWAYS_OPEN:
         return day - pd.Timedelta(days=1)
-    window = sessions(calendar, day - pd.Timedelta(days=15), day - pd.Timedelta(days=1))
-    if not len(window):
+    # the newest session of the 15 days before `day` (asked for every window of a
+    # walk-forward: one binary search, no index built)
+    allns = _session_ns(calendar)
+    i = int(np.searchsorted(allns, (day - pd.Timedelta(days=1)).value, side="right"))
+    if i == 0 or allns[i - 1] < (day - pd.Timedelta(days=15)).value:
         raise UsageError(f"no {calendar} session in the 15 days before {day:%Y-%m-%d}")
-    return window[-1]
+    return pd.Timestamp(int(allns[i - 1]), tz="UTC")
 
 
 def start_for_bars(calendar: str, end: pd.Timestamp, n_bars: int) -> pd.Timestamp:
