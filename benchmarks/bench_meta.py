@@ -204,8 +204,9 @@ def _run(data: Path, config: Path | None, *args: str, env: dict[str, str] | None
 
 _HEAD = """
 import sys, ray
+from portflow.executors import LOCAL_CLUSTER_CONFIG
 ray.init(num_cpus=int(sys.argv[1]), include_dashboard=False, log_to_driver=False,
-         _system_config={"worker_niceness": 0})
+         _system_config=LOCAL_CLUSTER_CONFIG)
 print(ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.read()
 ray.shutdown()
@@ -232,8 +233,8 @@ def running_cluster() -> Iterator[tuple[str, int]]:
 
 
 def measure(repeat: int, quick: bool) -> dict[str, Any]:
-    """Every side `repeat` times, rotating; per side the wall and CPU seconds, peaks,
-    per-sleeve seconds and (Ray) start-up and wait seconds of every run, and whether every
+    """Every side `repeat` times, rotating; per side the wall and CPU seconds, peaks and
+    (Ray) start-up and wait seconds of every run, and whether every
     weights.csv equals the first. `quick`: the demo's meta without validation."""
     work = Path(tempfile.mkdtemp(prefix="bench-meta-"))
     profile, skip_validation = (QUICK_PROFILE, True) if quick else (PROFILE, False)
@@ -242,8 +243,8 @@ def measure(repeat: int, quick: bool) -> dict[str, Any]:
         base = work / "phase1"
         _run(base, config, "flow-data", "--profile", profile, "--run-id", "data")
         flags = ["--skip-analysis", *(["--skip-validation"] if skip_validation else [])]
-        out: dict[str, Any] = {side: {"wall": [], "cpu": [], "peak": [], "sleeves": [],
-                                      "startup": [], "wait": [], "cpus": []}
+        out: dict[str, Any] = {side: {"wall": [], "cpu": [], "peak": [], "startup": [],
+                                      "wait": [], "cpus": []}
                                for side in SIDES}
         first: bytes | None = None
         identical = True
@@ -265,7 +266,6 @@ def measure(repeat: int, quick: bool) -> dict[str, Any]:
                     res["wall"].append(got.wall)
                     res["cpu"].append(got.cpu)
                     res["peak"].append(got.peak_gib)
-                    res["sleeves"].append(counts["leaves_seconds"])
                     if side != "local":
                         res["startup"].append(float(counts["ray_startup_seconds"]))
                         res["wait"].append(float(counts["ray_wait_seconds"]))

@@ -6,11 +6,12 @@ skfolio's HierarchicalRiskParity, max |Δw| <= 1e-10, same leaf order), min_var 
 (target: ours at most half of skfolio's MeanRisk time, i.e. >= 2x; objectives within 1e-6
 relative). ``--quick``: 150 assets x 1,000 days, one repeat.
 Times are the min of at least a few repeats and at least 1 s of repeats (`best_time`), after
-one warm-up (numba JIT, imports); both sides of a comparison get the same warm-up and rule. skfolio's MeanRisk runs
-with our tight clarabel tolerances (``optimize._settings(tight=True)``) so both solvers
-reach the same optimum; its time at skfolio's default tolerances is printed alongside, and
-so is its time with our linear solver as well (faer, one thread; ``optimize._settings``), so
-that what a solver setting buys is not mistaken for what our formulation buys.
+one warm-up (numba JIT, imports); both sides of a comparison get the same warm-up and rule.
+skfolio's MeanRisk runs with our tight clarabel tolerances (``optimize._settings(tight=True)``)
+so both solvers reach the same optimum; its time at skfolio's default tolerances is printed
+alongside, and so is its time with our linear solver as well (faer, one thread;
+``optimize._settings``), so that what a solver setting buys is not mistaken for what our
+formulation buys.
 """
 
 from __future__ import annotations
